@@ -44,7 +44,7 @@ class MultiGoalEnv(gym.Env):
         self.goals = np.asarray(goals, dtype=np.float64)
         if self.goals.ndim != 2 or self.goals.shape[1] != 2 or len(self.goals) == 0:
             raise ValueError(f"goals must be a non-empty list of (x, y) pairs, got {goals!r}")
-        if np.any(np.abs(self.goals) > BOUND):
+        if not np.all(np.abs(self.goals) <= BOUND):  # also rejects NaN and inf
             raise ValueError(f"every goal must lie inside [-{BOUND}, {BOUND}]², got {goals!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
