@@ -1,0 +1,219 @@
+"""Gradient updates per second on Hopper-v4: our scripts and Stable-Baselines3 SAC, side by side.
+
+Setup, once, from the repository root (a separate venv, so SB3 never enters the main one):
+
+    python3 -m venv .venv-bench && .venv-bench/bin/pip install -r benchmarks/requirements.txt
+
+Run, from the repository root (the default: sac and sb3-sac, 3 repeats, about 5 minutes on 2 cores):
+
+    .venv-bench/bin/python benchmarks/bench.py
+    .venv-bench/bin/python benchmarks/bench.py sac mede mede-sep sb3-sac --repeats 5
+
+What is measured. Each measurement is one fresh subprocess (start-up excluded, nothing shared)
+that trains on Hopper-v4 for W random warm-up steps and then N steps with one update each, with
+the same sizes for every contender: two hidden layers of 256 for the actor and each critic,
+batch 256, one gradient step per environment step, a 1M replay buffer, learned temperature.
+A timestamp is taken at each update (our scripts: each call of the agent's `update`; SB3: each
+callback `_on_step` once learning has started, which precedes its one gradient step); the rate
+is the updates from the K-th to the last timestamp divided by the time between them. So it is
+the training loop's real throughput: acting and environment steps between updates included.
+Rounds are interleaved (each round runs every contender once, in a rotated order) and the
+table gives the median and the min-max over rounds, and each run's peak RSS (its own
+ru_maxrss; our buffers are torch.zeros, so the 1M buffer's pages are really allocated, while
+SB3's np.zeros buffer only counts the pages that were written).
+
+Differences with SB3 that remain, none of which changes the work per update: SB3 SAC has one
+learning rate (3e-4 here) where ours has policy 3e-4 / critic 1e-3, and it updates the actor at
+every step where ours updates it twice every second step (policy_frequency 2): the same number
+of actor steps. A contender that is one of our scripts is one line in CONTENDERS below.
+"""
+
+import argparse
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass(frozen=True)
+class Ours:
+    """One of our scripts: its file, its agent class (whose `update` is timed) and extra flags."""
+    script: str
+    agent_class: str
+    flags: tuple[str, ...] = ()
+    env_steps_per_update: int = 1  # environment steps that one `update` call stands for
+
+
+SB3_SAC = "sb3-sac"
+CONTENDERS = {
+    "sac": Ours("sac_continuous.py", "SAC"),
+    "mede": Ours("mede_continuous.py", "MEDE", ("--num-z", "4", "--hidden-dim", "256")),
+    "mede-sep": Ours("mede_continuous.py", "MEDE", ("--num-z", "4", "--hidden-dim", "256", "--separate-networks"),
+                     env_steps_per_update=4),
+    SB3_SAC: None,  # Stable-Baselines3 SAC with our sizes, see run_sb3
+}
+
+
+# --------------------------------------------------------------------------- worker side
+def run_ours(contender: Ours, warmup_steps: int, steps: int) -> list[float]:
+    """Train with the script's own `main`, timing each call of the agent's `update`."""
+    sys.path.insert(0, REPO)
+    module = importlib.import_module(contender.script.removesuffix(".py"))
+    agent_class = getattr(module, contender.agent_class)
+    update, stamps = agent_class.update, []
+
+    def timed_update(self, *args, **kwargs):
+        stamps.append(time.perf_counter())
+        return update(self, *args, **kwargs)
+
+    agent_class.update = timed_update
+    flags = ["--env-id", "Hopper-v4", "--learning-starts", str(warmup_steps),
+             "--total-timesteps", str(warmup_steps + steps), "--eval-episodes", "0", "--checkpoint-every", "0"]
+    module.main(module.parse_args(flags + list(contender.flags)))
+    return stamps
+
+
+def run_sb3(warmup_steps: int, steps: int) -> list[float]:
+    """SB3 SAC with the sizes of our `sac`; a callback times each step once learning has started."""
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Stamps(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.stamps = []
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps > warmup_steps:  # a gradient step follows this env step
+                self.stamps.append(time.perf_counter())
+            return True
+
+    os.environ["SB3_LOGDIR"] = os.getcwd()  # SB3 makes a log folder: in the scratch directory, not in /tmp
+    model = SAC("MlpPolicy", "Hopper-v4", learning_rate=3e-4, buffer_size=1_000_000, learning_starts=warmup_steps,
+                batch_size=256, train_freq=1, gradient_steps=1, ent_coef="auto", seed=1, device="cpu",
+                policy_kwargs={"net_arch": {"pi": [256, 256], "qf": [256, 256]}})
+    callback = Stamps()
+    model.learn(total_timesteps=warmup_steps + steps, callback=callback)
+    return callback.stamps
+
+
+def worker(name: str, warmup_steps: int, steps: int, skip: int) -> None:
+    """One measurement; prints its result as the last line of stdout (JSON)."""
+    contender = CONTENDERS[name]
+    stamps = run_sb3(warmup_steps, steps) if contender is None else run_ours(contender, warmup_steps, steps)
+    if len(stamps) < skip + 2:
+        sys.exit(f"{name}: only {len(stamps)} updates, need more than {skip + 1} (raise --steps)")
+    updates_per_s = (len(stamps) - 1 - skip) / (stamps[-1] - stamps[skip])
+    steps_per_update = 1 if contender is None else contender.env_steps_per_update
+    print(json.dumps({"updates_per_s": updates_per_s, "env_steps_per_s": updates_per_s * steps_per_update,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+# --------------------------------------------------------------------------- parent side
+def measure(name: str, args: argparse.Namespace) -> dict:
+    """Run one worker in a fresh process, in a scratch directory (our scripts write runs/ there)."""
+    command = [sys.executable, os.path.abspath(__file__), "--worker", name, "--warmup-steps", str(args.warmup_steps),
+               "--steps", str(args.steps), "--skip", str(args.skip)]
+    with tempfile.TemporaryDirectory() as scratch:
+        done = subprocess.run(command, cwd=scratch, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"worker {name} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine since boot, CPU seconds of our finished workers)."""
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, read("/proc/stat").split()[1:8])
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK"), children.ru_utime + children.ru_stime
+
+
+def machine_lines(argv: list[str]) -> list[str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in read("/proc/cpuinfo").splitlines()
+                if line.startswith("model name")), platform.processor())
+    versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in ("torch", "gymnasium", "stable-baselines3")
+                         if importlib.util.find_spec(p.replace("-", "_")))
+    return [f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
+            f"- nproc: {len(os.sched_getaffinity(0))}, CPU: {cpu}",
+            f"- {versions}, Python {platform.python_version()}",
+            f"- command: `{shlex.join(['python', *argv])}`"]
+
+
+def table(results: dict[str, list[dict]]) -> list[str]:
+    def median(name, key):
+        return statistics.median(r[key] for r in results[name])
+
+    lines = ["| contender | updates/s (median) | spread (min–max) | env steps/s (median) | vs sb3-sac | peak RSS (MB) |",
+             "|---|---|---|---|---|---|"]
+    for name, runs in results.items():
+        rates = [r["updates_per_s"] for r in runs]
+        ratio = f"{median(name, 'updates_per_s') / median(SB3_SAC, 'updates_per_s'):.2f}×" if SB3_SAC in results else "–"
+        lines.append(f"| {name} | {median(name, 'updates_per_s'):.1f} | {min(rates):.1f}–{max(rates):.1f} | "
+                     f"{median(name, 'env_steps_per_s'):.1f} | {ratio} | {median(name, 'peak_rss_mb'):.0f} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("contenders", nargs="*", default=["sac", SB3_SAC],
+                        help=f"contenders to compare, of: {' '.join(CONTENDERS)} (default: sac sb3-sac)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; each runs every contender once")
+    parser.add_argument("--warmup-steps", type=int, default=1000, help="W: random steps before learning starts")
+    parser.add_argument("--steps", type=int, default=5000, help="N: steps with one update each after W")
+    parser.add_argument("--skip", type=int, default=100, help="K: first updates left out of the rate")
+    parser.add_argument("--worker", metavar="NAME", help=argparse.SUPPRESS)  # internal: one measurement
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.warmup_steps, args.steps, args.skip)
+        return
+
+    unknown = set(args.contenders) - set(CONTENDERS)
+    if unknown:
+        parser.error(f"unknown contender(s) {' '.join(sorted(unknown))}; known: {' '.join(CONTENDERS)}")
+    names = []
+    for name in dict.fromkeys(args.contenders):
+        contender = CONTENDERS[name]
+        if contender is not None and not os.path.exists(os.path.join(REPO, contender.script)):
+            print(f"note: skipped {name}: {contender.script} does not exist")
+        else:
+            names.append(name)
+    if not names:
+        sys.exit("nothing to run")
+    if SB3_SAC in names and not importlib.util.find_spec("stable_baselines3"):
+        sys.exit("sb3-sac needs stable-baselines3: run with the benchmark venv, see the docstring of benchmarks/bench.py")
+    start, load_before, (busy_before, ours_before) = time.time(), read("/proc/loadavg").split()[0], cpu_seconds()
+    results = {name: [] for name in names}
+    for r in range(args.repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            results[name].append(measure(name, args))
+            print(f"round {r + 1}/{args.repeats} {name}: {results[name][-1]['updates_per_s']:.1f} updates/s",
+                  file=sys.stderr, flush=True)
+    wall, load_after, (busy_after, ours_after) = time.time() - start, read("/proc/loadavg").split()[0], cpu_seconds()
+    others = (busy_after - busy_before) - (ours_after - ours_before)
+    print("\n".join(machine_lines(sys.argv)))
+    print(f"- Hopper-v4, W={args.warmup_steps} warm-up steps, N={args.steps} learning steps, first K={args.skip} skipped, "
+          f"{args.repeats} interleaved repeats; took {wall:.0f} s")
+    print(f"- interference: other processes used {others:.0f} CPU-s of the {wall * os.cpu_count():.0f} available "
+          f"({100 * others / (wall * os.cpu_count()):.0f}%); 1-min load average {load_before} before, {load_after} after\n")
+    print("\n".join(table(results)))
+
+
+if __name__ == "__main__":
+    main()
