@@ -911,7 +911,8 @@ def main(args: Args) -> dict | None:
     if args.eval_episodes > 0:
         per_z = evaluate(agent, args.env_id, args.eval_episodes, args.seed + 10_000, device)
         means = [entry["mean"] for entry in per_z]
-        result = {"env_id": args.env_id, "seed": args.seed, "global_step": total_steps, "num_z": args.num_z,
+        result = {"algorithm": "DIAYN", "separate_networks": args.separate_networks, "env_id": args.env_id,
+                  "seed": args.seed, "global_step": total_steps, "num_z": args.num_z,
                   "avg": float(np.mean(means)), "max": float(np.max(means)), "per_z": per_z}
         if "goals" in per_z[0]:
             reached = {most_common_goal(entry["goals"]) for entry in per_z} - {-1}

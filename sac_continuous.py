@@ -730,7 +730,8 @@ def main(args: Args) -> dict | None:
     result = None
     if args.eval_episodes > 0:
         per_z = [evaluate(agent.actor, args.env_id, args.eval_episodes, args.seed + 10_000, device)]
-        result = {"env_id": args.env_id, "seed": args.seed, "global_step": args.total_timesteps, "num_z": 1,
+        result = {"algorithm": "SAC", "env_id": args.env_id, "seed": args.seed, "global_step": args.total_timesteps,
+                  "num_z": 1,
                   "avg": per_z[0]["mean"], "max": per_z[0]["mean"], "per_z": per_z}
         eval_path = free_path(os.path.join(run_dir, "eval.json"))
         atomic_write_json(result, eval_path)

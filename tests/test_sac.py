@@ -3,11 +3,6 @@
 Loss tests feed small fake actors/critics that return fixed tensors, so every expected value
 is a literal computed by hand in the comments. End-to-end tests run main() in a temporary
 directory (in process, or as a subprocess for the command line) and check what it wrote.
-
-Speed: all in-process tests run torch on ONE thread and the subprocesses get
-OMP_NUM_THREADS=1. On this 2-core machine, with another process using the CPU, torch's
-default of 2 threads made an update of the small networks used here ~50x slower
-(4 instead of ~300 updates/s), and these tests would no longer be fast.
 """
 
 import json
@@ -30,14 +25,6 @@ from sac_continuous import (SAC, Actor, Args, Batch, TwinQNetwork, actor_loss, a
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "sac_continuous.py"
 FOUR_GOALS = np.array([(5.0, 0.0), (-5.0, 0.0), (0.0, 5.0), (0.0, -5.0)])  # MultiGoal-v0, SPEC §6
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def t(x):
@@ -505,7 +492,7 @@ def test_same_seed_same_numbers(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------- 9. bad input (CLI)
 def run_script(args, cwd):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 

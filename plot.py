@@ -1,0 +1,351 @@
+"""The paper's Figure 1, Figure 2 and Table 1, from what the training scripts write.
+
+    python plot.py fig1 --sac runs/<sac run>/sac_continuous.pt --mede runs/<mede run>/mede_continuous.pt
+    python plot.py fig2 --mede runs/Hopper-v4__mede_continuous__* --diayn runs/Hopper-v4__diayn_continuous__*
+    python plot.py table1 runs/*/eval.json
+
+fig1   Multigoal paths of SAC (black) and of every MEDE z (one colour each), goals as red dots,
+       from `--save-model` files; below, contours over the 2-D action space at three states of
+       Q_soft (SAC), Q_z (MEDE, one z) and S_z = Q_soft - Q_z (paper Theorem 2).
+fig2   Mean ± std over seeds of charts/log_q_z_given_sa and charts/log_q_z_given_s, MEDE
+       against DIAYN, from the TensorBoard logs of the run directories; chance level log(1/|Z|).
+table1 Average and max return (mean ± std over seeds) per algorithm, environment and |Z|, from
+       eval.json files, as Markdown (printed and written) and CSV.
+"""
+
+import argparse
+import csv
+import glob
+import json
+import math
+import os
+import sys
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+Z_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
+             "tab:cyan", "tab:gray", "gold"]
+STATE_COLOURS = ["gold", "hotpink", "saddlebrown"]  # the paper's yellow, pink and brown dots
+ALGORITHM_COLOURS = {"MEDE": "tab:blue", "DIAYN": "tab:red"}
+
+
+class PlotError(Exception):
+    """Bad input from the user: one line on stderr, exit code 2."""
+
+
+# ------------------------------------------------------------------------------------ Figure 1
+def rollouts(act, env_id: str, episodes: int, seed: int) -> list[np.ndarray]:
+    """Paths [T+1, 2] of `episodes` episodes of the policy `act(obs [2]) -> action [2]`."""
+    import gymnasium as gym
+
+    import multigoal_env  # noqa: F401
+
+    env = gym.make(env_id)
+    paths = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        path, done = [obs], False
+        while not done:
+            obs, _, terminated, truncated, _ = env.step(act(obs))
+            path.append(obs)
+            done = terminated or truncated
+        paths.append(np.array(path))
+    env.close()
+    return paths
+
+
+def load_sac(path: str):
+    import sac_continuous
+
+    try:
+        actor, qf, args = sac_continuous.load_model(path)
+    except sac_continuous.UsageError as error:
+        raise PlotError(str(error)) from None
+    obs = lambda s: torch.as_tensor(np.asarray(s), dtype=torch.float32).view(-1, 2)  # noqa: E731
+
+    def act(s, deterministic):
+        with torch.no_grad():
+            a = actor.deterministic(obs(s)) if deterministic else actor.sample(obs(s))[0]
+        return a[0].numpy()
+
+    def q_values(s, actions):  # min_j Q_j(s, a) for a batch of actions [N, 2]
+        with torch.no_grad():
+            return qf(obs(s).expand(len(actions), -1), actions).min(0).values.numpy()
+
+    return act, q_values, args
+
+
+def load_mede(path: str):
+    import mede_continuous as mede
+
+    try:
+        agent, args = mede.load_model(path)
+    except mede.UsageError as error:
+        raise PlotError(str(error)) from None
+    members = args.num_z if args.separate_networks else 1
+
+    def act(s, z, deterministic):
+        # Every member acts on this observation; keep the one of policy z.
+        obs = torch.as_tensor(np.asarray(s), dtype=torch.float32).view(1, 2).expand(members, 2)
+        zs = torch.arange(members) if args.separate_networks else torch.full((1,), z)
+        with torch.no_grad():
+            a = agent.act(obs, zs, deterministic)
+        return a[z if args.separate_networks else 0].numpy()
+
+    def q_values(s, z, actions):  # min_j Q_j(s, a, z) for a batch of actions [N, 2]
+        n = len(actions)
+        obs = torch.as_tensor(np.asarray(s), dtype=torch.float32).view(1, 1, 2).expand(members, n, 2)
+        zs = torch.full((members, n), z)
+        policy_in = mede.policy_input(obs, zs, args.num_z, args.separate_networks)
+        with torch.no_grad():
+            q = agent.qf(policy_in, actions.expand(members, n, 2)).min(0).values
+        return q[z if args.separate_networks else 0].numpy()
+
+    return act, q_values, args
+
+
+def draw_paths(ax, env_id, paths_by_colour, states, title):
+    from multigoal_env import BOUND, MultiGoalEnv
+
+    import gymnasium as gym
+
+    goals = gym.spec(env_id).kwargs["goals"]
+    threshold = MultiGoalEnv().goal_threshold
+    for colour, (stochastic, deterministic) in paths_by_colour:
+        for path in stochastic:
+            ax.plot(path[:, 0], path[:, 1], color=colour, lw=0.6, alpha=0.5)
+        for path in deterministic:
+            ax.plot(path[:, 0], path[:, 1], color=colour, lw=2.2)
+    for gx, gy in goals:
+        ax.add_patch(plt.Circle((gx, gy), threshold, color="red", alpha=0.15))
+        ax.plot(gx, gy, "o", color="red", ms=7)
+    for (sx, sy), colour in zip(states, STATE_COLOURS):
+        ax.plot(sx, sy, "o", color=colour, ms=9, mec="black", zorder=5)
+    ax.set(xlim=(-BOUND, BOUND), ylim=(-BOUND, BOUND), aspect="equal", title=title, xlabel="x", ylabel="y")
+
+
+def figure1(args) -> str:
+    sac_act, sac_q, sac_args = load_sac(args.sac)
+    mede_act, mede_q, mede_args = load_mede(args.mede)
+    env_id = mede_args.env_id
+    if not env_id.startswith("MultiGoal") or sac_args.env_id != env_id:
+        raise PlotError(f"fig1 needs a SAC and a MEDE model of the same Multigoal env "
+                        f"(got {sac_args.env_id} and {env_id})")
+    if not 0 <= args.z < mede_args.num_z:
+        raise PlotError(f"--z must be in [0, {mede_args.num_z - 1}]")
+    seed = args.seed
+
+    sac_paths = (rollouts(lambda s: sac_act(s, False), env_id, args.episodes, seed),
+                 rollouts(lambda s: sac_act(s, True), env_id, 1, seed))
+    mede_paths = [(Z_COLOURS[z % len(Z_COLOURS)],
+                   (rollouts(lambda s, z=z: mede_act(s, z, False), env_id, args.episodes, seed),
+                    rollouts(lambda s, z=z: mede_act(s, z, True), env_id, 1, seed)))
+                  for z in range(mede_args.num_z)]
+    states = args.states or [(0.0, 0.0), tuple(mede_paths[args.z][1][1][0][2]), (-2.0, 2.0)]
+
+    fig = plt.figure(figsize=(12, 16))
+    grid = fig.add_gridspec(5, 3, height_ratios=[1.5, 0.08, 1, 1, 1], hspace=0.45, wspace=0.35)
+    ax_sac, ax_mede, top_right = (fig.add_subplot(grid[0, col]) for col in range(3))
+    draw_paths(ax_sac, env_id, [("black", sac_paths)], states, "SAC")
+    draw_paths(ax_mede, env_id, mede_paths, states, f"MEDE, |Z| = {mede_args.num_z}")
+    top_right.axis("off")
+    handles = [plt.Line2D([], [], color="black", lw=2, label="SAC")]
+    handles += [plt.Line2D([], [], color=colour, lw=2, label=f"MEDE z = {z}") for z, (colour, _) in enumerate(mede_paths)]
+    handles += [plt.Line2D([], [], color="red", marker="o", ls="", label="goal")]
+    handles += [plt.Line2D([], [], color=c, marker="o", mec="black", ls="", label=f"state {i + 1}")
+                for i, c in enumerate(STATE_COLOURS)]
+    top_right.legend(handles=handles, loc="center", frameon=False,
+                     title="thick: deterministic policy\nthin: stochastic policy")
+
+    grid_1d = np.linspace(-1, 1, args.resolution)
+    ax_x, ax_y = np.meshgrid(grid_1d, grid_1d)
+    actions = torch.as_tensor(np.stack([ax_x.ravel(), ax_y.ravel()], -1), dtype=torch.float32)
+    z_colour = Z_COLOURS[args.z % len(Z_COLOURS)]
+    for row, (state, dot) in enumerate(zip(states, STATE_COLOURS)):
+        q_soft = sac_q(state, actions).reshape(ax_x.shape)
+        q_z = mede_q(state, args.z, actions).reshape(ax_x.shape)
+        for col, (values, name) in enumerate([(q_soft, r"$Q_{soft}$ (SAC)"), (q_z, rf"$Q_z$ (MEDE, z = {args.z})"),
+                                              (q_soft - q_z, r"$S_z = Q_{soft} - Q_z$")]):
+            ax = fig.add_subplot(grid[row + 2, col])
+            filled = ax.contourf(ax_x, ax_y, values, levels=15, cmap="viridis")
+            ax.contour(ax_x, ax_y, values, levels=15, colors="k", linewidths=0.3)
+            fig.colorbar(filled, ax=ax, fraction=0.046, pad=0.04)
+            ax.set(aspect="equal", xlabel="action x", ylabel="action y",
+                   title=f"{name}\nstate {row + 1}: ({state[0]:.1f}, {state[1]:.1f})")
+            ax.title.set_fontsize(9)
+            for spine in ax.spines.values():
+                spine.set_edgecolor(z_colour if col == 1 else dot)
+                spine.set_linewidth(2.5 if col == 1 else 1.5)
+    fig.suptitle(f"Figure 1 on {env_id}: SAC and MEDE paths (top); soft Q-values over the action space "
+                 "at the three marked states (below)", fontsize=12)
+    return save(fig, args.out)
+
+
+# ------------------------------------------------------------------------------------ Figure 2
+def read_scalars(run_dir: str, tag: str):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(run_dir, size_guidance={"scalars": 0}).Reload()
+    if tag not in events.Tags()["scalars"]:
+        raise PlotError(f"{run_dir} has no '{tag}' in its TensorBoard log")
+    points = {e.step: e.value for e in events.Scalars(tag)}  # a resumed run may repeat steps: keep the last
+    steps = np.array(sorted(points))
+    return steps, np.array([points[s] for s in steps])
+
+
+def run_num_z(run_dir: str) -> int:
+    """|Z| of a run, from its eval.json or checkpoint (both hold it)."""
+    eval_path = os.path.join(run_dir, "eval.json")
+    if os.path.exists(eval_path):
+        with open(eval_path) as f:
+            return json.load(f)["num_z"]
+    for path in glob.glob(os.path.join(run_dir, "*.pt")):
+        return torch.load(path, map_location="cpu", weights_only=False)["args"]["num_z"]
+    raise PlotError(f"cannot tell |Z| of {run_dir}: it has neither eval.json nor a .pt file")
+
+
+def mean_std_over_runs(run_dirs: list[str], tag: str, points: int = 200):
+    """Mean and std over runs on a common step grid (each run linearly interpolated)."""
+    curves = [read_scalars(d, tag) for d in run_dirs]
+    end = min(steps[-1] for steps, _ in curves)
+    start = max(steps[0] for steps, _ in curves)
+    grid = np.linspace(start, end, points)
+    values = np.stack([np.interp(grid, steps, v) for steps, v in curves])
+    return grid, values.mean(0), values.std(0)
+
+
+def figure2(args) -> str:
+    groups = {name: dirs for name, dirs in (("MEDE", args.mede), ("DIAYN", args.diayn)) if dirs}
+    if not groups:
+        raise PlotError("fig2 needs --mede and/or --diayn run directories")
+    for dirs in groups.values():
+        for d in dirs:
+            if not os.path.isdir(d):
+                raise PlotError(f"not a run directory: {d}")
+    num_z = {run_num_z(d) for dirs in groups.values() for d in dirs}
+    if len(num_z) != 1:
+        raise PlotError(f"the runs have different |Z| ({sorted(num_z)}); plot one |Z| at a time")
+    chance = math.log(1 / num_z.pop())
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, tag, label in zip(axes, ("charts/log_q_z_given_sa", "charts/log_q_z_given_s"),
+                              (r"$\log q(z\,|\,s, a)$", r"$\log q(z\,|\,s)$")):
+        for name, dirs in groups.items():
+            steps, mean, std = mean_std_over_runs(dirs, tag, args.points)
+            colour = ALGORITHM_COLOURS[name]
+            ax.plot(steps, mean, color=colour, label=f"{name} ({len(dirs)} seed{'s' if len(dirs) > 1 else ''})")
+            ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.2)
+        ax.axhline(chance, color="gray", ls="--", lw=1, label=f"chance, log(1/|Z|) = {chance:.2f}")
+        ax.set(title=label + " of the true z", xlabel="environment steps", ylabel="batch mean log-probability")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right")
+    title = args.title or "Figure 2: discriminability of the policies, mean ± std over seeds"
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, args.out)
+
+
+# ------------------------------------------------------------------------------------- Table 1
+def table1(args) -> str:
+    paths = [p for pattern in args.eval_files for p in (glob.glob(pattern) or [pattern])]
+    rows = defaultdict(list)
+    for path in paths:
+        try:
+            with open(path) as f:
+                result = json.load(f)
+            key = (result["env_id"], result.get("algorithm", "?"), result["num_z"], result.get("separate_networks", False))
+            rows[key].append(result)
+        except (OSError, ValueError, KeyError) as error:
+            raise PlotError(f"{path} is not an eval.json written by the scripts ({error})") from None
+    if not rows:
+        raise PlotError("no eval.json files given")
+    header = ["env", "algorithm", "|Z|", "seeds", "steps", "avg mean", "avg std", "max mean", "max std"]
+    table = []
+    for (env_id, algorithm, num_z, separate), results in sorted(rows.items()):
+        avg = np.array([r["avg"] for r in results])
+        best = np.array([r["max"] for r in results])
+        steps = sorted({r["global_step"] for r in results})
+        name = algorithm + (" (separate)" if separate else "")
+        table.append([env_id, name, num_z, len(results), "/".join(map(str, steps)),
+                      avg.mean(), avg.std(), best.mean(), best.std()])
+    markdown = ["| env | algorithm | \\|Z\\| | seeds | steps | average | max |", "|---|---|---|---|---|---|---|"]
+    for env_id, name, num_z, seeds, steps, am, asd, bm, bsd in table:
+        max_cell = "" if num_z == 1 else f"{bm:.1f} ± {bsd:.1f}"  # one policy: max = average
+        markdown.append(f"| {env_id} | {name} | {num_z} | {seeds} | {steps} | {am:.1f} ± {asd:.1f} | {max_cell} |")
+    text = "\n".join(markdown) + "\n"
+    print(text, end="")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    write_atomically(f"{args.out}.md", lambda f: f.write(text))
+    write_atomically(f"{args.out}.csv", lambda f: csv.writer(f).writerows([header, *table]), newline="")
+    return f"{args.out}.md and {args.out}.csv"
+
+
+# ----------------------------------------------------------------------------------- plumbing
+def write_atomically(path: str, write, newline=None) -> None:
+    with open(f"{path}.tmp", "w", newline=newline) as f:
+        write(f)
+    os.replace(f"{path}.tmp", path)
+
+
+def save(fig, out: str) -> str:
+    out = out if out.endswith(".png") else f"{out}.png"
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    fig.savefig(f"{out}.tmp.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(f"{out}.tmp.png", out)
+    return out
+
+
+def three_states(text: str) -> list[tuple[float, float]]:
+    """'x,y x,y x,y' -> three (x, y) states."""
+    try:
+        states = [tuple(float(v) for v in point.split(",")) for point in text.split()]
+    except ValueError:
+        states = []
+    if len(states) != 3 or any(len(s) != 2 for s in states):
+        raise argparse.ArgumentTypeError(f"expected three states 'x,y x,y x,y', got {text!r}")
+    return states
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p1 = sub.add_parser("fig1", help="Multigoal paths and Q contours (from --save-model files)")
+    p1.add_argument("--sac", required=True, help="sac_continuous.pt of a SAC run on MultiGoal-v0 / MultiGoalTwo-v0")
+    p1.add_argument("--mede", required=True, help="mede_continuous.pt of a MEDE run on the same env")
+    p1.add_argument("--z", type=int, default=0, help="the MEDE policy whose Q_z is drawn (default 0, blue)")
+    p1.add_argument("--states", type=three_states, help="the three states of the contour rows, e.g. "
+                    "--states='0,0 2,2 -2,2' (default: the origin, the third state of z's deterministic path, "
+                    "and (-2, 2))")
+    p1.add_argument("--episodes", type=int, default=10, help="stochastic episodes drawn per policy")
+    p1.add_argument("--resolution", type=int, default=61, help="grid points per action dimension")
+    p1.add_argument("--seed", type=int, default=0, help="seed of the rollouts")
+    p1.add_argument("--out", default="docs/figure1.png", help="output PNG")
+    p2 = sub.add_parser("fig2", help="discriminability curves, MEDE against DIAYN (from TensorBoard logs)")
+    p2.add_argument("--mede", nargs="*", default=[], help="MEDE run directories (one per seed)")
+    p2.add_argument("--diayn", nargs="*", default=[], help="DIAYN run directories (one per seed)")
+    p2.add_argument("--points", type=int, default=200, help="points of the common step grid")
+    p2.add_argument("--title", help="figure title")
+    p2.add_argument("--out", default="docs/figure2.png", help="output PNG")
+    p3 = sub.add_parser("table1", help="average and max return per algorithm (from eval.json files)")
+    p3.add_argument("eval_files", nargs="+", help="eval.json files (shell globs are expanded)")
+    p3.add_argument("--out", default="docs/table1", help="output path without extension (.md and .csv)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> str:
+    args = parse_args(argv)
+    return {"fig1": figure1, "fig2": figure2, "table1": table1}[args.command](args)
+
+
+if __name__ == "__main__":
+    try:
+        print(f"wrote {main()}")
+    except PlotError as error:
+        print(f"plot.py: error: {error}", file=sys.stderr)
+        sys.exit(2)

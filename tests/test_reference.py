@@ -1,0 +1,198 @@
+"""The fast update (stacked twin critics, written-out log-probabilities, fused Adam, one
+optimizer step for actor and temperature, detached-weight forward passes) computes the same
+losses, gradients and new weights as a straightforward implementation (two nn.Sequential
+critics, torch.distributions, one plain Adam per network, CleanRL's order of steps) on the
+same batch with the same noise."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.distributions import Normal
+
+import mede_continuous as mede
+import sac_continuous as sac
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+@pytest.fixture
+def fixed_noise(monkeypatch):
+    """torch.randn_like returns pre-drawn noise, in order, so both implementations see the same ε."""
+    queue = []
+    monkeypatch.setattr(torch, "randn_like", lambda x: queue.pop(0).clone())
+    return queue
+
+
+def sequential_from_stacked(weights, biases, member):
+    """Member `member` of a stack of [members, in, out] weights as a plain nn.Sequential MLP."""
+    layers = []
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        linear = nn.Linear(w.shape[1], w.shape[2])
+        with torch.no_grad():
+            linear.weight.copy_(w[member].T)
+            linear.bias.copy_(b[member, 0])
+        layers += [linear, nn.ReLU()] if i < len(weights) - 1 else [linear]
+    return nn.Sequential(*layers)
+
+
+def reference_sample(net, obs, noise, scale, bias):
+    """CleanRL's tanh-Gaussian with torch.distributions: action and log π(a|s)."""
+    mean, log_std = net(obs).chunk(2, -1)
+    log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
+    std = log_std.exp()
+    normal = Normal(mean, std)
+    pre_tanh = mean + std * noise  # = normal.rsample() with this ε
+    squashed = torch.tanh(pre_tanh)
+    log_prob = normal.log_prob(pre_tanh) - torch.log(scale * (1 - squashed.pow(2)))
+    return squashed * scale + bias, log_prob.sum(-1)
+
+
+def grads(module):
+    return [p.grad.clone() for p in module.parameters()]
+
+
+# ----------------------------------------------------------------------------------------- SAC
+def test_sac_update_matches_a_straightforward_implementation(fixed_noise):
+    torch.manual_seed(0)
+    obs_dim, act_dim, batch_size = 5, 2, 16
+    low, high = np.array([-2.0, -1.0]), np.array([2.0, 3.0])
+    args = sac.Args(hidden_dim=32, policy_frequency=1, autotune=True, alpha=0.3)
+    agent = sac.SAC(obs_dim, act_dim, low, high, args, torch.device("cpu"))
+    scale, bias = agent.actor.action_scale, agent.actor.action_bias
+    batch = sac.Batch(obs=torch.randn(batch_size, obs_dim), actions=torch.rand(batch_size, act_dim) * 2 - 1,
+                      rewards=torch.randn(batch_size), next_obs=torch.randn(batch_size, obs_dim),
+                      terminations=(torch.rand(batch_size) < 0.3).float())
+    next_noise, noise = torch.randn(batch_size, act_dim), torch.randn(batch_size, act_dim)
+
+    # The reference: separate critics and optimizers, built from the agent's initial weights.
+    actor = nn.Sequential(copy.deepcopy(agent.actor.trunk), copy.deepcopy(agent.actor.head))
+    critics = [sequential_from_stacked(agent.qf.weights, agent.qf.biases, j) for j in range(2)]
+    targets = [copy.deepcopy(c) for c in critics]
+    log_alpha = torch.tensor([np.log(0.3)], dtype=torch.float32, requires_grad=True)
+    q_opt = torch.optim.Adam([p for c in critics for p in c.parameters()], lr=args.q_lr)
+    pi_opt = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
+    a_opt = torch.optim.Adam([log_alpha], lr=args.q_lr)
+
+    alpha = log_alpha.exp().item()
+    with torch.no_grad():
+        next_a, next_log_pi = reference_sample(actor, batch.next_obs, next_noise, scale, bias)
+        next_in = torch.cat([batch.next_obs, next_a], -1)
+        next_q = torch.min(targets[0](next_in), targets[1](next_in)).view(-1) - alpha * next_log_pi
+        y = batch.rewards + args.gamma * (1 - batch.terminations) * next_q
+    x = torch.cat([batch.obs, batch.actions], -1)
+    ref_qf_loss = F.mse_loss(critics[0](x).view(-1), y) + F.mse_loss(critics[1](x).view(-1), y)
+    q_opt.zero_grad()
+    ref_qf_loss.backward()
+    ref_critic_grads = [p.grad.clone() for c in critics for p in c.parameters()]
+    q_opt.step()
+    pi, log_pi = reference_sample(actor, batch.obs, noise, scale, bias)
+    x_pi = torch.cat([batch.obs, pi], -1)
+    ref_actor_loss = (alpha * log_pi - torch.min(critics[0](x_pi), critics[1](x_pi)).view(-1)).mean()
+    pi_opt.zero_grad()
+    ref_actor_loss.backward()
+    ref_actor_grads = grads(actor)
+    pi_opt.step()
+    ref_alpha_loss = (-log_alpha.exp() * (log_pi.detach() + agent.target_entropy)).mean()
+    a_opt.zero_grad()
+    ref_alpha_loss.backward()
+    a_opt.step()
+    with torch.no_grad():
+        for target, critic in zip(targets, critics):
+            for t, c in zip(target.parameters(), critic.parameters()):
+                t.mul_(1 - args.tau).add_(args.tau * c)
+
+    # The fast update, same batch, same noise.
+    fixed_noise.extend([next_noise, noise])
+    info = agent.update(batch, 0)
+    assert info["qf_loss"].item() * 2 == pytest.approx(ref_qf_loss.item(), rel=1e-5)
+    assert info["actor_loss"].item() == pytest.approx(ref_actor_loss.item(), rel=1e-5, abs=1e-6)
+    assert info["alpha_loss"].item() == pytest.approx(ref_alpha_loss.item(), rel=1e-5, abs=1e-7)
+    fast_critic_grads = [g for j in range(2) for w, b in zip(agent.qf.weights, agent.qf.biases)
+                         for g in (w.grad[j].T, b.grad[j, 0])]
+    assert len(fast_critic_grads) == len(ref_critic_grads)
+    for fast, ref in zip(fast_critic_grads, ref_critic_grads):
+        torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-6)
+    for fast, ref in zip(grads(agent.actor.trunk) + grads(agent.actor.head), ref_actor_grads):
+        torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-6)
+    # ... and the same weights after the steps.
+    for j in range(2):
+        torch.testing.assert_close(sequential_from_stacked(agent.qf.weights, agent.qf.biases, j).state_dict(),
+                                   critics[j].state_dict(), rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(
+            sequential_from_stacked(agent.qf_target.weights, agent.qf_target.biases, j).state_dict(),
+            targets[j].state_dict(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(nn.Sequential(agent.actor.trunk, agent.actor.head).state_dict(), actor.state_dict(),
+                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(agent.log_alpha.detach(), log_alpha.detach())
+
+
+# ---------------------------------------------------------------------------------------- MEDE
+def test_mede_update_matches_a_straightforward_implementation(fixed_noise):
+    torch.manual_seed(1)
+    obs_dim, act_dim, num_z, batch_size = 4, 2, 3, 12
+    args = mede.Args(hidden_dim=24, disc_hidden_dim=20, num_z=num_z, alpha=0.5, disc_coef=2.0, reward_scale=3.0)
+    agent = mede.MEDE(obs_dim, act_dim, -np.ones(act_dim), np.ones(act_dim), args, torch.device("cpu"))
+    one = torch.ones(act_dim)
+    z = torch.randint(num_z, (1, batch_size))
+    batch = mede.Batch(obs=torch.randn(1, batch_size, obs_dim), actions=torch.rand(1, batch_size, act_dim) * 2 - 1,
+                       rewards=torch.randn(1, batch_size), next_obs=torch.randn(1, batch_size, obs_dim),
+                       terminations=(torch.rand(1, batch_size) < 0.3).float(), z=z)
+    next_noise, noise = torch.randn(1, batch_size, act_dim), torch.randn(1, batch_size, act_dim)
+
+    actor = sequential_from_stacked(agent.actor.net.weights, agent.actor.net.biases, 0)
+    critics = [sequential_from_stacked(agent.qf.net.weights, agent.qf.net.biases, j) for j in range(2)]
+    targets = [copy.deepcopy(c) for c in critics]
+    disc = sequential_from_stacked(agent.disc.net.weights, agent.disc.net.biases, 0)
+    state_disc = sequential_from_stacked(agent.state_disc.net.weights, agent.state_disc.net.biases, 0)
+    q_opt = torch.optim.Adam([p for c in critics for p in c.parameters()], lr=args.q_lr)
+    pi_opt = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
+    d_opt = torch.optim.Adam([*disc.parameters(), *state_disc.parameters()], lr=args.disc_lr)
+
+    s, a, s2, zz = batch.obs[0], batch.actions[0], batch.next_obs[0], z[0]
+    one_hot = F.one_hot(zz, num_z).float()
+    alpha, beta, c = 0.5, 2.0, 3.0
+    with torch.no_grad():
+        next_a, next_log_pi = reference_sample(actor, torch.cat([s2, one_hot], -1), next_noise[0], one, 0 * one)
+        next_log_q = F.log_softmax(disc(torch.cat([s2, next_a], -1)), -1).gather(1, zz[:, None]).view(-1)
+        next_in = torch.cat([s2, one_hot, next_a], -1)
+        next_v = torch.min(targets[0](next_in), targets[1](next_in)).view(-1) - alpha * (next_log_pi - beta * next_log_q)
+        y = c * batch.rewards[0] + args.gamma * (1 - batch.terminations[0]) * next_v
+    x = torch.cat([s, one_hot, a], -1)
+    ref_qf_loss = F.mse_loss(critics[0](x).view(-1), y) + F.mse_loss(critics[1](x).view(-1), y)
+    q_opt.zero_grad()
+    ref_qf_loss.backward()
+    q_opt.step()
+    ref_disc_loss = F.cross_entropy(disc(torch.cat([s, a], -1)), zz)
+    ref_state_disc_loss = F.cross_entropy(state_disc(s), zz)
+    d_opt.zero_grad()
+    (ref_disc_loss + ref_state_disc_loss).backward()
+    d_opt.step()
+    pi, log_pi = reference_sample(actor, torch.cat([s, one_hot], -1), noise[0], one, 0 * one)
+    log_q = F.log_softmax(disc(torch.cat([s, pi], -1)), -1).gather(1, zz[:, None]).view(-1)
+    x_pi = torch.cat([s, one_hot, pi], -1)
+    ref_actor_loss = (alpha * (log_pi - beta * log_q) - torch.min(critics[0](x_pi), critics[1](x_pi)).view(-1)).mean()
+    pi_opt.zero_grad()
+    ref_actor_loss.backward()
+    ref_actor_grads = grads(actor)
+    pi_opt.step()
+
+    fixed_noise.extend([next_noise, noise])
+    info = agent.update(batch, 0)
+    assert info["qf_loss"].item() * 2 == pytest.approx(ref_qf_loss.item(), rel=1e-5)
+    assert info["disc_loss"].item() == pytest.approx(ref_disc_loss.item(), rel=1e-5)
+    assert info["state_disc_loss"].item() == pytest.approx(ref_state_disc_loss.item(), rel=1e-5)
+    assert info["actor_loss"].item() == pytest.approx(ref_actor_loss.item(), rel=1e-5, abs=1e-6)
+    fast_actor_grads = [g for w, b in zip(agent.actor.net.weights, agent.actor.net.biases)
+                        for g in (w.grad[0].T, b.grad[0, 0])]
+    for fast, ref in zip(fast_actor_grads, ref_actor_grads):
+        torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-6)
+    for mine, ref in ((agent.actor.net, actor), (agent.disc.net, disc), (agent.state_disc.net, state_disc)):
+        torch.testing.assert_close(sequential_from_stacked(mine.weights, mine.biases, 0).state_dict(),
+                                   ref.state_dict(), rtol=1e-4, atol=1e-6)
+    for j in range(2):
+        torch.testing.assert_close(sequential_from_stacked(agent.qf.net.weights, agent.qf.net.biases, j).state_dict(),
+                                   critics[j].state_dict(), rtol=1e-4, atol=1e-6)
