@@ -78,7 +78,7 @@ class Args:
     env_id: str = "Hopper-v4"
     """the id of the environment (any gymnasium id with a Box action space)"""
     total_timesteps: int = 1000000
-    """total environment steps of the experiment, summed over all envs"""
+    """total environment steps of the experiment, summed over all envs (rounded down to a multiple of them)"""
     num_z: int = 4
     """|Z|, the number of latent values z (policies); at least 2"""
     separate_networks: bool = False
@@ -112,7 +112,7 @@ class Args:
     alpha: float = 0.3
     """the entropy temperature alpha (its initial value when autotuned)"""
     autotune: bool = False
-    """automatic tuning of alpha towards the target entropy -dim(A)"""
+    """automatic tuning of alpha towards the target entropy -dim(A) (one alpha shared by all z)"""
     hidden_dim: int = 300
     """width of the two hidden layers of the actor and of each critic"""
     disc_hidden_dim: int = 256
@@ -148,6 +148,9 @@ def check_args(args: Args) -> None:
     if args.separate_networks and args.batch_size < args.num_z:
         raise UsageError(f"--batch-size ({args.batch_size}) must be at least --num-z ({args.num_z}) "
                          "with --separate-networks: the discriminator's batch is drawn across all agents")
+    if args.separate_networks and args.total_timesteps < args.num_z:
+        raise UsageError(f"--total-timesteps ({args.total_timesteps}) must be at least --num-z ({args.num_z}) "
+                         "with --separate-networks: every step of training steps all |Z| envs")
     if args.separate_networks and args.buffer_size < args.num_z:
         raise UsageError(f"--buffer-size ({args.buffer_size}) must be at least --num-z ({args.num_z})")
     if not 0 <= args.gamma <= 1:
@@ -159,14 +162,13 @@ def check_args(args: Args) -> None:
 
 
 # ----------------------------------------------------------------------------- environment
-def make_envs(env_id: str, num_envs: int, render: bool = False) -> gym.vector.VectorEnv:
+def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
     """`num_envs` copies of `env_id` in one synchronous vector env with SAME_STEP autoreset:
     when an episode ends, `step` returns the first observation of the next episode and puts
     the last one of the finished episode in `infos["final_obs"]`."""
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
-                            render_mode="rgb_array" if render else None)
+                            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
     except gym.error.Error as error:
         raise UsageError(f"cannot make environment '{env_id}': {error}") from None
     if not isinstance(envs.single_action_space, gym.spaces.Box):
@@ -320,15 +322,19 @@ class Discriminator(nn.Module):
         super().__init__()
         self.net = EnsembleMLP(1, [in_dim, hidden_dim, hidden_dim, num_z])
 
+    def logits(self, x: torch.Tensor, train_params: bool = True) -> torch.Tensor:
+        """x [..., in_dim] -> logits [..., |Z|]."""
+        return self.net(x.reshape(1, -1, x.shape[-1]), train_params).view(*x.shape[:-1], -1)
+
     def log_prob(self, x: torch.Tensor, z: torch.Tensor, train_params: bool = True) -> torch.Tensor:
         """log q(z|x) of the given z; x [..., in_dim], z [...] -> [...]."""
-        logits = self.net(x.reshape(1, -1, x.shape[-1]), train_params).view(*z.shape, -1)
-        return logits.log_softmax(-1).gather(-1, z.unsqueeze(-1)).squeeze(-1)
+        return self.logits(x, train_params).log_softmax(-1).gather(-1, z.unsqueeze(-1)).squeeze(-1)
 
     def loss(self, x: torch.Tensor, z: torch.Tensor):
-        """Cross-entropy against the true z; also returns the batch's mean log q(z|x) and accuracy."""
-        logits = self.net(x.reshape(1, -1, x.shape[-1])).view(*z.shape, -1)
-        log_q = logits.log_softmax(-1).gather(-1, z.unsqueeze(-1)).squeeze(-1)
+        """Cross-entropy against the true z (x [B, in_dim], z [B]); also returns the batch's mean
+        log q(z|x) and accuracy."""
+        logits = self.logits(x)
+        log_q = -F.cross_entropy(logits, z, reduction="none")
         accuracy = (logits.argmax(-1) == z).float().mean()
         return -log_q.mean(), log_q.detach().mean(), accuracy
 
@@ -406,7 +412,8 @@ class MEDE:
         self.target_entropy = -float(act_dim)
         self.log_alpha = torch.full((1,), math.log(args.alpha), device=device, requires_grad=args.autotune)
         # The actor and the temperature have independent losses: one backward and one Adam step
-        # (two parameter groups, two learning rates) serve both.
+        # (two parameter groups, two learning rates) serve both. The temperature loss uses the
+        # log π of the actor loss's sample, drawn before the actor step (CleanRL draws another after).
         policy_groups = [{"params": self.actor.parameters(), "lr": args.policy_lr}]
         if args.autotune:
             policy_groups.append({"params": [self.log_alpha], "lr": args.q_lr})
@@ -421,7 +428,7 @@ class MEDE:
         self.q_optimizer.zero_grad(set_to_none=True)
         qf_loss.backward()
         self.q_optimizer.step()
-        self.info["qf_loss"] = qf_loss.detach() / 2
+        self.info["qf_loss"] = qf_loss.detach() / (2 * batch.z.shape[0])  # CleanRL's tag: (qf1 + qf2) / 2
 
         obs, actions, z = discriminator_batch(batch)
         disc_loss, log_q_sa, accuracy_sa = self.disc.loss(torch.cat([obs, actions], -1), z)
@@ -587,7 +594,7 @@ def free_path(path: str) -> str:
 def read_checkpoint(path: str) -> dict:
     """Load a checkpoint or model file written by this script; one clear error otherwise."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)  # mmap: read lazily
     except FileNotFoundError:
         raise UsageError(f"no such file: {path}") from None
     except Exception as error:  # a truncated or foreign file
@@ -659,6 +666,7 @@ def restore_env_states(envs, states: list) -> list:
         inner, time_limit = env.unwrapped, find_time_limit(env)
         if "mujoco" in state:
             mujoco.mj_setState(inner.model, inner.data, state["mujoco"], mujoco.mjtState.mjSTATE_INTEGRATION)
+            mujoco.mj_forward(inner.model, inner.data)  # positions derived from qpos (Ant reads the torso's)
             inner.np_random.bit_generator.state = state["np_random"]
         else:
             vars(inner).update(state["attributes"])
@@ -715,7 +723,7 @@ class Progress:
         eta = (self.total - step) / max(sps, 1)
         ret = "-" if recent_return is None else f"{recent_return:.1f}"
         text = (f"step {step}/{self.total} ({100 * step / self.total:.0f}%) | {sps} SPS | "
-                f"return {ret} | ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
+                f"return {ret} | ETA {int(eta) // 3600}:{int(eta) % 3600 // 60:02d}:{int(eta) % 60:02d}")
         if self.tty:
             bar = "#" * int(20 * step / self.total)
             print(f"\r[{bar:<20}] {text}", end="", file=sys.stderr, flush=True)
@@ -892,6 +900,13 @@ def main(args: Args) -> dict | None:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     progress.close()
+    try:
+        check_finite(total_steps)
+    except FloatingPointError as error:
+        kept = (f"the last good checkpoint {os.path.relpath(checkpoint_path)} is intact"
+                if os.path.exists(checkpoint_path) else "no checkpoint had been written")
+        print(f"{SCRIPT}.py: error: {error}; no model or evaluation written and {kept}.", file=sys.stderr)
+        sys.exit(1)
 
     if args.save_model:
         model_path = free_path(os.path.join(run_dir, f"{args.exp_name}.pt"))

@@ -2,7 +2,7 @@
 
     python plot.py fig1 --sac runs/<sac run>/sac_continuous.pt --mede runs/<mede run>/mede_continuous.pt
     python plot.py fig2 --mede runs/Hopper-v4__mede_continuous__* --diayn runs/Hopper-v4__diayn_continuous__*
-    python plot.py table1 runs/*/eval.json
+    python plot.py table1 runs/*/eval*.json
 
 fig1   Multigoal paths of SAC (black) and of every MEDE z (one colour each), goals as red dots,
        from `--save-model` files; below, contours over the 2-D action space at three states of
@@ -10,7 +10,7 @@ fig1   Multigoal paths of SAC (black) and of every MEDE z (one colour each), goa
 fig2   Mean ± std over seeds of charts/log_q_z_given_sa and charts/log_q_z_given_s, MEDE
        against DIAYN, from the TensorBoard logs of the run directories; chance level log(1/|Z|).
 table1 Average and max return (mean ± std over seeds) per algorithm, environment and |Z|, from
-       eval.json files, as Markdown (printed and written) and CSV.
+       eval.json files (the latest of each run directory), as Markdown (printed and written) and CSV.
 """
 
 import argparse
@@ -253,15 +253,21 @@ def figure2(args) -> str:
 # ------------------------------------------------------------------------------------- Table 1
 def table1(args) -> str:
     paths = [p for pattern in args.eval_files for p in (glob.glob(pattern) or [pattern])]
-    rows = defaultdict(list)
+    latest = {}  # one result per run directory: the latest (a resumed, extended run adds eval.1.json)
     for path in paths:
         try:
             with open(path) as f:
                 result = json.load(f)
             key = (result["env_id"], result.get("algorithm", "?"), result["num_z"], result.get("separate_networks", False))
-            rows[key].append(result)
+            step = result["global_step"]
         except (OSError, ValueError, KeyError) as error:
             raise PlotError(f"{path} is not an eval.json written by the scripts ({error})") from None
+        run_dir = os.path.dirname(os.path.abspath(path))
+        if run_dir not in latest or step > latest[run_dir][1]["global_step"]:
+            latest[run_dir] = (key, result)
+    rows = defaultdict(list)
+    for key, result in latest.values():
+        rows[key].append(result)
     if not rows:
         raise PlotError("no eval.json files given")
     header = ["env", "algorithm", "|Z|", "seeds", "steps", "avg mean", "avg std", "max mean", "max std"]

@@ -2,7 +2,7 @@
 
 One maximum-entropy policy π(a|s) and twin soft Q-functions, CleanRL style, on
 gymnasium 1.x. Defaults and flag names are CleanRL's `sac_continuous_action.py`, so the
-two can be compared step for step; the MEDE paper's SAC settings are in the README.
+two are set up alike; the MEDE paper's SAC settings are in the README.
 
     python sac_continuous.py --env-id Hopper-v4
     python sac_continuous.py --env-id MultiGoal-v0 --total-timesteps 20000 --save-model
@@ -128,14 +128,13 @@ def check_args(args: Args) -> None:
 
 
 # ----------------------------------------------------------------------------- environment
-def make_envs(env_id: str, num_envs: int, render: bool = False) -> gym.vector.VectorEnv:
+def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
     """`num_envs` copies of `env_id` in one synchronous vector env with SAME_STEP autoreset:
     when an episode ends, `step` returns the first observation of the next episode and puts
     the last one of the finished episode in `infos["final_obs"]`."""
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
-                            render_mode="rgb_array" if render else None)
+                            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
     except gym.error.Error as error:
         raise UsageError(f"cannot make environment '{env_id}': {error}") from None
     if not isinstance(envs.single_action_space, gym.spaces.Box):
@@ -307,7 +306,8 @@ class SAC:
         self.target_entropy = -float(act_dim)
         self.log_alpha = torch.full((1,), math.log(args.alpha), device=device, requires_grad=args.autotune)
         # The actor and the temperature have independent losses: one backward and one Adam step
-        # (two parameter groups, two learning rates) serve both.
+        # (two parameter groups, two learning rates) serve both. The temperature loss uses the
+        # log π of the actor loss's sample, drawn before the actor step (CleanRL draws another after).
         policy_groups = [{"params": self.actor.parameters(), "lr": args.policy_lr}]
         if args.autotune:
             policy_groups.append({"params": [self.log_alpha], "lr": args.q_lr})
@@ -434,7 +434,7 @@ def free_path(path: str) -> str:
 def read_checkpoint(path: str) -> dict:
     """Load a checkpoint or model file written by this script; one clear error otherwise."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)  # mmap: read lazily
     except FileNotFoundError:
         raise UsageError(f"no such file: {path}") from None
     except Exception as error:  # a truncated or foreign file
@@ -505,6 +505,7 @@ def restore_env_states(envs, states: list) -> list:
         inner, time_limit = env.unwrapped, find_time_limit(env)
         if "mujoco" in state:
             mujoco.mj_setState(inner.model, inner.data, state["mujoco"], mujoco.mjtState.mjSTATE_INTEGRATION)
+            mujoco.mj_forward(inner.model, inner.data)  # positions derived from qpos (Ant reads the torso's)
             inner.np_random.bit_generator.state = state["np_random"]
         else:
             vars(inner).update(state["attributes"])
@@ -561,7 +562,7 @@ class Progress:
         eta = (self.total - step) / max(sps, 1)
         ret = "-" if recent_return is None else f"{recent_return:.1f}"
         text = (f"step {step}/{self.total} ({100 * step / self.total:.0f}%) | {sps} SPS | "
-                f"return {ret} | ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
+                f"return {ret} | ETA {int(eta) // 3600}:{int(eta) % 3600 // 60:02d}:{int(eta) % 60:02d}")
         if self.tty:
             bar = "#" * int(20 * step / self.total)
             print(f"\r[{bar:<20}] {text}", end="", file=sys.stderr, flush=True)
@@ -720,6 +721,13 @@ def main(args: Args) -> dict | None:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     progress.close()
+    try:
+        check_finite(args.total_timesteps)
+    except FloatingPointError as error:
+        kept = (f"the last good checkpoint {os.path.relpath(checkpoint_path)} is intact"
+                if os.path.exists(checkpoint_path) else "no checkpoint had been written")
+        print(f"{SCRIPT}.py: error: {error}; no model or evaluation written and {kept}.", file=sys.stderr)
+        sys.exit(1)
 
     if args.save_model:
         model_path = free_path(os.path.join(run_dir, f"{args.exp_name}.pt"))

@@ -12,7 +12,9 @@ Run, from the repository root (the default: sac and sb3-sac, 3 repeats, about 5 
 What is measured. Each measurement is one fresh subprocess (start-up excluded, nothing shared)
 that trains on Hopper-v4 for W random warm-up steps and then N steps with one update each, with
 the same sizes for every contender: two hidden layers of 256 for the actor and each critic,
-batch 256, one gradient step per environment step, a 1M replay buffer, learned temperature.
+batch 256, one gradient step per environment step (per agent), a 1M replay buffer. `sac` and
+`sb3-sac` learn their temperature; `mede` and `mede-sep` run MEDE's defaults otherwise (fixed
+alpha 0.3, actor updated every step) and add their two discriminators (2 x 256).
 A timestamp is taken at each update (our scripts: each call of the agent's `update`; SB3: each
 callback `_on_step` once learning has started, which precedes its one gradient step); the rate
 is the updates from the K-th to the last timestamp divided by the time between them. So it is

@@ -78,7 +78,7 @@ def test_actor_loss_is_the_paper_objective():
 def test_discriminator_loss_is_cross_entropy_against_the_true_z():
     disc = mede.Discriminator(3, 8, 4)
     x, z = torch.randn(10, 3), torch.randint(4, (10,))
-    logits = disc.net(x.unsqueeze(0))[0]
+    logits = disc.logits(x)
     loss, mean_log_q, accuracy = disc.loss(x, z)
     assert loss.item() == pytest.approx(F.cross_entropy(logits, z).item(), abs=1e-6)
     assert mean_log_q.item() == pytest.approx(-loss.item(), abs=1e-6)

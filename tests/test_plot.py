@@ -124,8 +124,12 @@ def tiny_models(tmp_path, separate=False):
 
 
 @pytest.mark.parametrize("separate", [False, True])
-def test_figure1_panels_from_tiny_models(tmp_path, figures, separate):
+def test_figure1_panels_from_tiny_models(tmp_path, figures, monkeypatch, separate):
     sac_path, mede_path, mede_agent = tiny_models(tmp_path, separate)
+    drawn = []  # the value grids of the filled contour plots, in drawing order
+    real_contourf = plt.Axes.contourf
+    monkeypatch.setattr(plt.Axes, "contourf", lambda ax, x, y, values, **kw: (drawn.append(values),
+                                                                                 real_contourf(ax, x, y, values, **kw))[1])
     out = plot.main(["fig1", "--sac", sac_path, "--mede", mede_path, "--z", "1",
                      "--episodes", "2", "--resolution", "9", "--states=0,0 1,1 -2,3",
                      "--out", str(tmp_path / "fig1")])
@@ -143,7 +147,11 @@ def test_figure1_panels_from_tiny_models(tmp_path, figures, separate):
     mede_colours = {line.get_color() for line in fig.axes[1].get_lines() if len(line.get_xdata()) > 1}
     assert len(mede_colours) == 3
 
-    # S_z is exactly Q_soft - Q_z at every grid point
+    # every row draws Q_soft, Q_z and exactly their difference S_z
+    assert len(drawn) == 9
+    for q_soft, q_z, s_z in zip(drawn[0::3], drawn[1::3], drawn[2::3]):
+        np.testing.assert_allclose(s_z, q_soft - q_z, atol=1e-6)
+        assert not np.allclose(q_soft, q_z)
     _, sac_q, _ = plot.load_sac(sac_path)
     _, mede_q, _ = plot.load_mede(mede_path)
     actions = torch.rand(5, 2) * 2 - 1

@@ -135,8 +135,8 @@ def test_mede_update_matches_a_straightforward_implementation(fixed_noise):
     torch.manual_seed(1)
     obs_dim, act_dim, num_z, batch_size = 4, 2, 3, 12
     args = mede.Args(hidden_dim=24, disc_hidden_dim=20, num_z=num_z, alpha=0.5, disc_coef=2.0, reward_scale=3.0)
-    agent = mede.MEDE(obs_dim, act_dim, -np.ones(act_dim), np.ones(act_dim), args, torch.device("cpu"))
-    one = torch.ones(act_dim)
+    agent = mede.MEDE(obs_dim, act_dim, np.array([-2.0, -1.0]), np.array([2.0, 3.0]), args, torch.device("cpu"))
+    scale, bias = agent.actor.action_scale, agent.actor.action_bias
     z = torch.randint(num_z, (1, batch_size))
     batch = mede.Batch(obs=torch.randn(1, batch_size, obs_dim), actions=torch.rand(1, batch_size, act_dim) * 2 - 1,
                        rewards=torch.randn(1, batch_size), next_obs=torch.randn(1, batch_size, obs_dim),
@@ -156,7 +156,7 @@ def test_mede_update_matches_a_straightforward_implementation(fixed_noise):
     one_hot = F.one_hot(zz, num_z).float()
     alpha, beta, c = 0.5, 2.0, 3.0
     with torch.no_grad():
-        next_a, next_log_pi = reference_sample(actor, torch.cat([s2, one_hot], -1), next_noise[0], one, 0 * one)
+        next_a, next_log_pi = reference_sample(actor, torch.cat([s2, one_hot], -1), next_noise[0], scale, bias)
         next_log_q = F.log_softmax(disc(torch.cat([s2, next_a], -1)), -1).gather(1, zz[:, None]).view(-1)
         next_in = torch.cat([s2, one_hot, next_a], -1)
         next_v = torch.min(targets[0](next_in), targets[1](next_in)).view(-1) - alpha * (next_log_pi - beta * next_log_q)
@@ -171,7 +171,7 @@ def test_mede_update_matches_a_straightforward_implementation(fixed_noise):
     d_opt.zero_grad()
     (ref_disc_loss + ref_state_disc_loss).backward()
     d_opt.step()
-    pi, log_pi = reference_sample(actor, torch.cat([s, one_hot], -1), noise[0], one, 0 * one)
+    pi, log_pi = reference_sample(actor, torch.cat([s, one_hot], -1), noise[0], scale, bias)
     log_q = F.log_softmax(disc(torch.cat([s, pi], -1)), -1).gather(1, zz[:, None]).view(-1)
     x_pi = torch.cat([s, one_hot, pi], -1)
     ref_actor_loss = (alpha * (log_pi - beta * log_q) - torch.min(critics[0](x_pi), critics[1](x_pi)).view(-1)).mean()
