@@ -631,20 +631,16 @@ def find_time_limit(env: gym.Env):
 
 def env_states(envs) -> list:
     """What is needed to continue every sub-env's episode exactly where it is: the simulator
-    state (MuJoCo's full integration state, or a copy of a pure-Python env's attributes),
+    state (a copy of MuJoCo's whole MjData, or of a pure-Python env's attributes),
     its random generator and the time-limit counter. None where it cannot be captured."""
-    import mujoco
     from gymnasium.envs.mujoco import MujocoEnv
 
     states = []
     for env in envs.unwrapped.envs:
         inner, time_limit = env.unwrapped, find_time_limit(env)
         state = {"elapsed_steps": time_limit._elapsed_steps if time_limit else None}
-        if isinstance(inner, MujocoEnv):
-            spec = mujoco.mjtState.mjSTATE_INTEGRATION
-            sim = np.empty(mujoco.mj_stateSize(inner.model, spec))
-            mujoco.mj_getState(inner.model, inner.data, sim, spec)
-            state.update(mujoco=sim, np_random=inner.np_random.bit_generator.state)
+        if isinstance(inner, MujocoEnv):  # all of MjData: Ant's reward reads positions derived from the state
+            state.update(mujoco=copy.deepcopy(inner.data), np_random=inner.np_random.bit_generator.state)
         else:
             try:
                 state["attributes"] = copy.deepcopy(vars(inner))
@@ -665,8 +661,7 @@ def restore_env_states(envs, states: list) -> list:
             continue
         inner, time_limit = env.unwrapped, find_time_limit(env)
         if "mujoco" in state:
-            mujoco.mj_setState(inner.model, inner.data, state["mujoco"], mujoco.mjtState.mjSTATE_INTEGRATION)
-            mujoco.mj_forward(inner.model, inner.data)  # positions derived from qpos (Ant reads the torso's)
+            mujoco.mj_copyData(inner.data, inner.model, state["mujoco"])
             inner.np_random.bit_generator.state = state["np_random"]
         else:
             vars(inner).update(state["attributes"])
