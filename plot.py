@@ -149,8 +149,8 @@ def figure1(args) -> str:
                   for z in range(mede_args.num_z)]
     states = args.states or [(0.0, 0.0), tuple(mede_paths[args.z][1][1][0][2]), (-2.0, 2.0)]
 
-    fig = plt.figure(figsize=(12, 16))
-    grid = fig.add_gridspec(5, 3, height_ratios=[1.5, 0.08, 1, 1, 1], hspace=0.45, wspace=0.35)
+    fig = plt.figure(figsize=(12, 14.5))
+    grid = fig.add_gridspec(5, 3, height_ratios=[1.1, 0.02, 1, 1, 1], hspace=0.5, wspace=0.35)
     ax_sac, ax_mede, top_right = (fig.add_subplot(grid[0, col]) for col in range(3))
     draw_paths(ax_sac, env_id, [("black", sac_paths)], states, "SAC")
     draw_paths(ax_mede, env_id, mede_paths, states, f"MEDE, |Z| = {mede_args.num_z}")
@@ -183,7 +183,7 @@ def figure1(args) -> str:
                 spine.set_edgecolor(z_colour if col == 1 else dot)
                 spine.set_linewidth(2.5 if col == 1 else 1.5)
     fig.suptitle(f"Figure 1 on {env_id}: SAC and MEDE paths (top); soft Q-values over the action space "
-                 "at the three marked states (below)", fontsize=12)
+                 "at the three marked states (below)", fontsize=12, y=0.93)
     return save(fig, args.out)
 
 
