@@ -149,8 +149,8 @@ def figure1(args) -> str:
                   for z in range(mede_args.num_z)]
     states = args.states or [(0.0, 0.0), tuple(mede_paths[args.z][1][1][0][2]), (-2.0, 2.0)]
 
-    fig = plt.figure(figsize=(12, 14.5))
-    grid = fig.add_gridspec(5, 3, height_ratios=[1.1, 0.02, 1, 1, 1], hspace=0.5, wspace=0.35)
+    fig = plt.figure(figsize=(12, 14))
+    grid = fig.add_gridspec(4, 3, height_ratios=[1.1, 1, 1, 1], hspace=0.45, wspace=0.35)
     ax_sac, ax_mede, top_right = (fig.add_subplot(grid[0, col]) for col in range(3))
     draw_paths(ax_sac, env_id, [("black", sac_paths)], states, "SAC")
     draw_paths(ax_mede, env_id, mede_paths, states, f"MEDE, |Z| = {mede_args.num_z}")
@@ -172,7 +172,7 @@ def figure1(args) -> str:
         q_z = mede_q(state, args.z, actions).reshape(ax_x.shape)
         for col, (values, name) in enumerate([(q_soft, r"$Q_{soft}$ (SAC)"), (q_z, rf"$Q_z$ (MEDE, z = {args.z})"),
                                               (q_soft - q_z, r"$S_z = Q_{soft} - Q_z$")]):
-            ax = fig.add_subplot(grid[row + 2, col])
+            ax = fig.add_subplot(grid[row + 1, col])
             filled = ax.contourf(ax_x, ax_y, values, levels=15, cmap="viridis")
             ax.contour(ax_x, ax_y, values, levels=15, colors="k", linewidths=0.3)
             fig.colorbar(filled, ax=ax, fraction=0.046, pad=0.04)
