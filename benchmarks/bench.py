@@ -162,13 +162,17 @@ def table(results: dict[str, list[dict]]) -> list[str]:
     def median(name, key):
         return statistics.median(r[key] for r in results[name])
 
-    lines = ["| contender | updates/s (median) | spread (min–max) | env steps/s (median) | vs sb3-sac | peak RSS (MB) |",
-             "|---|---|---|---|---|---|"]
+    def vs_sb3(name, key):
+        return f"{median(name, key) / median(SB3_SAC, key):.2f}×" if SB3_SAC in results else "–"
+
+    lines = ["| contender | updates/s (median) | spread (min–max) | vs sb3-sac | env steps/s (median) | vs sb3-sac "
+             "| peak RSS (MB) |",
+             "|---|---|---|---|---|---|---|"]
     for name, runs in results.items():
         rates = [r["updates_per_s"] for r in runs]
-        ratio = f"{median(name, 'updates_per_s') / median(SB3_SAC, 'updates_per_s'):.2f}×" if SB3_SAC in results else "–"
         lines.append(f"| {name} | {median(name, 'updates_per_s'):.1f} | {min(rates):.1f}–{max(rates):.1f} | "
-                     f"{median(name, 'env_steps_per_s'):.1f} | {ratio} | {median(name, 'peak_rss_mb'):.0f} |")
+                     f"{vs_sb3(name, 'updates_per_s')} | {median(name, 'env_steps_per_s'):.1f} | "
+                     f"{vs_sb3(name, 'env_steps_per_s')} | {median(name, 'peak_rss_mb'):.0f} |")
     return lines
 
 
