@@ -697,11 +697,12 @@ def check_resume(args: Args, state: dict) -> None:
 
 # ------------------------------------------------------------------------- progress display
 class Progress:
-    """A one-line progress bar on a terminal; a plain line every 5% when not a TTY."""
+    """A one-line progress bar on a terminal; a plain line every 5% or every minute, whichever
+    comes first, when not a TTY (a log file)."""
 
     def __init__(self, total: int, start: int):
         self.total, self.start, self.tty = total, start, sys.stderr.isatty()
-        self.start_time, self.last_print = time.time(), 0.0
+        self.start_time = self.last_print = time.time()
         self.next_plain = start + max(1, total // 20)
 
     def sps(self, step: int) -> int:
@@ -711,9 +712,11 @@ class Progress:
         now = time.time()
         if self.tty and now - self.last_print < 0.5 and step < self.total:
             return
-        if not self.tty and step < self.next_plain:
+        if not self.tty and step < self.next_plain and now - self.last_print < 60 and step < self.total:
             return
-        self.last_print, self.next_plain = now, self.next_plain + max(1, self.total // 20)
+        self.last_print = now
+        while self.next_plain <= step:
+            self.next_plain += max(1, self.total // 20)
         sps = self.sps(step)
         eta = (self.total - step) / max(sps, 1)
         ret = "-" if recent_return is None else f"{recent_return:.1f}"
