@@ -888,6 +888,7 @@ def main(args: Args) -> dict | None:
             if stop_signal:
                 save_checkpoint(next_step)
                 raise Interrupted()
+        check_finite(total_steps)  # the updates since the last check (no model or evaluation otherwise)
     except Interrupted:
         progress.close()
         writer.close()
@@ -899,20 +900,13 @@ def main(args: Args) -> dict | None:
         writer.close()
         kept = (f"the last good checkpoint {os.path.relpath(checkpoint_path)} is intact"
                 if os.path.exists(checkpoint_path) else "no checkpoint had been written yet")
-        print(f"{SCRIPT}.py: error: {error}; training stopped and {kept}. "
+        print(f"{SCRIPT}.py: error: {error}; training stopped, no model or evaluation written, and {kept}. "
               "Try a lower learning rate or another seed.", file=sys.stderr)
         sys.exit(1)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     progress.close()
-    try:
-        check_finite(total_steps)
-    except FloatingPointError as error:
-        kept = (f"the last good checkpoint {os.path.relpath(checkpoint_path)} is intact"
-                if os.path.exists(checkpoint_path) else "no checkpoint had been written")
-        print(f"{SCRIPT}.py: error: {error}; no model or evaluation written and {kept}.", file=sys.stderr)
-        sys.exit(1)
 
     if args.save_model:
         model_path = free_path(os.path.join(run_dir, f"{args.exp_name}.pt"))

@@ -130,6 +130,30 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypa
     assert not (only_run(tmp_path) / "eval.json").exists()
 
 
+@pytest.mark.parametrize("name", ["sac", "mede", "diayn"])
+def test_nan_in_the_last_updates_writes_no_model_and_no_evaluation(tmp_path, monkeypatch, capsys, name):
+    # The in-loop check runs every 100 updates; a NaN in the very last update (step 399, after the
+    # check at step 300 and with no checkpoint) must still be caught before the model is saved.
+    module = SCRIPTS[name]
+    agent_class = getattr(module, name.upper())
+    real_update = agent_class.update
+
+    def poisoned_update(self, batch, step):
+        if step == 399:
+            with torch.no_grad():
+                next(self.actor.parameters()).fill_(float("nan"))
+        return real_update(self, batch, step)
+
+    monkeypatch.setattr(agent_class, "update", poisoned_update)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(make_args(name, total_timesteps=400, checkpoint_every=0, save_model=True))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "NaN or infinite" in err and "no model or evaluation written" in err and "no checkpoint" in err
+    assert sorted(p.name for p in only_run(tmp_path).iterdir() if not p.name.startswith("events")) == []
+
+
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     path = str(tmp_path / "checkpoint.pt")
     sac.atomic_save({"version": 1}, path)
