@@ -13,14 +13,13 @@ discriminator reaches the policy: it only sees the augmented reward through the 
     python diayn_continuous.py --env-id MultiDirectionAnt-v0 --num-z 4 --separate-networks \
         --hidden-dim 128 --alpha 1 --reward-scale 5
 
-Two ways to hold |Z| agents:
-- shared (default): ONE actor and ONE pair of critics; z enters as a one-hot vector
-  concatenated to the state; z is drawn from p(z) = 1/|Z| at the start of every episode;
-- `--separate-networks` (paper appendix B): every z has its own actor, twin critics,
-  environment and replay buffer; all |Z| agents train together as one batched ensemble.
+Two ways to hold |Z| agents: shared (default), ONE actor and ONE pair of critics with z as a
+one-hot input, z drawn from p(z) = 1/|Z| at the start of every episode; or
+`--separate-networks` (paper appendix B), every z with its own actor, critics, env and buffer.
 Both are the same code: every network is an ensemble of M members (M = 1 shared, M = |Z|
-separate) whose weights are stacked and run as one batched matmul, and every batch has
-the shape [M, batch, ...].
+separate) run as one batched matmul, and every batch has the shape [M, batch, ...].
+The algorithm is everything above `main`; run_utils.py holds the plumbing (checkpoints,
+progress, evaluation files), which needs no edit to change the algorithm.
 """
 
 import os
@@ -28,15 +27,8 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")  # off-screen MuJoCo rendering; read when mujoco is imported
 
 import copy
-import ctypes
-import json
 import math
-import random
-import signal
-import sys
-import time
-from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -44,39 +36,22 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import tyro
-from torch.utils.tensorboard import SummaryWriter
 
 import multidirection_ant  # noqa: F401  (registers MultiDirectionAnt-v0)
 import multigoal_env  # noqa: F401  (registers MultiGoal-v0 and MultiGoalTwo-v0)
+import run_utils
+from run_utils import EVAL_SEED_OFFSET, Run, RunArgs, UsageError
 
-SCRIPT = "diayn_continuous"
-LOG_EVERY = 100  # updates between two loss logs (the only host syncs of the hot loop)
+SCRIPT = run_utils.script_name(__file__)  # "diayn_continuous", or the name of a copy
+MEASUREMENTS = ("log_q_z_given_sa", "log_q_z_given_s", "accuracy_z_given_sa", "accuracy_z_given_s")
 
 
 @dataclass
-class Args:
+class Args(RunArgs):  # + the run's flags (--seed, --cuda, --threads, --checkpoint-every, --resume, ...)
     exp_name: str = SCRIPT
     """the name of this experiment (part of the run name)"""
-    seed: int = 1
-    """seed of the experiment (python, numpy, torch and the environments)"""
-    torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
-    cuda: bool = True
-    """if toggled, use CUDA when it is available (falls back to the CPU silently)"""
-    track: bool = False
-    """if toggled, track the run with Weights and Biases (needs `pip install wandb`)"""
-    wandb_project_name: str = "mede"
-    """the wandb project name"""
-    wandb_entity: str | None = None
-    """the entity (team) of the wandb project"""
-    capture_video: bool = False
-    """if toggled, save a GIF of one deterministic evaluation episode per z to runs/{run_name}/videos"""
-    save_model: bool = False
-    """if toggled, save the trained networks and the arguments to runs/{run_name}/{exp_name}.pt"""
-
     env_id: str = "Hopper-v4"
-    """the id of the environment (any gymnasium id with a Box action space)"""
+    """the id of the environment: any gymnasium id with a Box action space, or this project's MultiGoal-v0, MultiGoalTwo-v0, MultiDirectionAnt-v0"""
     total_timesteps: int = 1000000
     """total environment steps of the experiment, summed over all envs (rounded down to a multiple of them)"""
     num_z: int = 4
@@ -117,48 +92,24 @@ class Args:
     """width of the two hidden layers of the actor and of each critic"""
     disc_hidden_dim: int = 256
     """width of the two hidden layers of the discriminators"""
-    eval_episodes: int = 10
-    """deterministic evaluation episodes per z after training (written to eval.json); 0 skips it"""
-    checkpoint_every: int = 100000
-    """write a resumable checkpoint every this many steps (0: only on SIGINT/SIGTERM)"""
-    resume: str | None = None
-    """path of a checkpoint.pt to continue from (the run keeps its directory and arguments)"""
-
-
-# Arguments that may differ from the checkpoint's when resuming; all others define the run.
-RESUMABLE_OVERRIDES = ("total_timesteps", "checkpoint_every", "eval_episodes", "save_model",
-                       "capture_video", "track", "wandb_project_name", "wandb_entity", "cuda", "resume")
-
-
-class UsageError(Exception):
-    """Bad input from the user: reported as one line on stderr, exit code 2."""
+    measure_every: int = 5000
+    """every this many environment steps, score fresh transitions of every z with both discriminators (0: never)"""
+    measure_steps: int = 1000
+    """environment steps of every z in each held-out measurement (--measure-every)"""
 
 
 def check_args(args: Args) -> None:
-    positive = ["total_timesteps", "buffer_size", "batch_size", "policy_frequency", "target_network_frequency",
-                "hidden_dim", "disc_hidden_dim", "policy_lr", "q_lr", "disc_lr"]
-    for name in positive:
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ["learning_starts", "eval_episodes", "checkpoint_every", "disc_coef", "reward_scale"]:
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    run_utils.require(args, positive=["total_timesteps", "buffer_size", "batch_size", "policy_frequency",
+                                      "target_network_frequency", "hidden_dim", "disc_hidden_dim", "policy_lr",
+                                      "q_lr", "disc_lr", "threads", "measure_steps"],
+                      non_negative=["learning_starts", "eval_episodes", "checkpoint_every", "disc_coef",
+                                    "reward_scale", "measure_every"])
     if args.num_z < 2:
         raise UsageError(f"--num-z must be at least 2 (DIAYN learns |Z| distinct policies), got {args.num_z}")
-    if args.separate_networks and args.batch_size < args.num_z:
-        raise UsageError(f"--batch-size ({args.batch_size}) must be at least --num-z ({args.num_z}) "
-                         "with --separate-networks: the discriminator's batch is drawn across all agents")
-    if args.separate_networks and args.total_timesteps < args.num_z:
-        raise UsageError(f"--total-timesteps ({args.total_timesteps}) must be at least --num-z ({args.num_z}) "
-                         "with --separate-networks: every step of training steps all |Z| envs")
-    if args.separate_networks and args.buffer_size < args.num_z:
-        raise UsageError(f"--buffer-size ({args.buffer_size}) must be at least --num-z ({args.num_z})")
-    if not 0 <= args.gamma <= 1:
-        raise UsageError(f"--gamma must be in [0, 1], got {args.gamma}")
-    if not 0 < args.tau <= 1:
-        raise UsageError(f"--tau must be in (0, 1], got {args.tau}")
-    if args.alpha <= 0:
-        raise UsageError(f"--alpha must be positive, got {args.alpha}")
+    for name in ("batch_size", "total_timesteps", "buffer_size"):
+        if args.separate_networks and getattr(args, name) < args.num_z:
+            raise UsageError(f"{run_utils.flag(name)} ({getattr(args, name)}) must be at least --num-z ({args.num_z}) "
+                             "with --separate-networks: every agent needs its share")
 
 
 # ----------------------------------------------------------------------------- environment
@@ -171,11 +122,7 @@ def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
                             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
     except gym.error.Error as error:
         raise UsageError(f"cannot make environment '{env_id}': {error}") from None
-    if not isinstance(envs.single_action_space, gym.spaces.Box):
-        raise UsageError(f"'{env_id}' has a {type(envs.single_action_space).__name__} action space; "
-                         "DIAYN needs a continuous (Box) action space")
-    if not isinstance(envs.single_observation_space, gym.spaces.Box) or len(envs.single_observation_space.shape) != 1:
-        raise UsageError(f"'{env_id}' needs a flat Box observation space, got {envs.single_observation_space}")
+    run_utils.require_flat_box_spaces(envs, env_id, "DIAYN")
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 
@@ -228,7 +175,8 @@ class ReplayBuffer:
         return Batch(*(getattr(self, name)[idx, self.member_index] for name in Batch._fields))
 
     def state_dict(self) -> dict:
-        stored = {name: getattr(self, name)[: self.size].cpu() for name in Batch._fields}
+        """The filled rows only, as copies (a slice would drag the whole preallocated storage along)."""
+        stored = {name: getattr(self, name)[: self.size].clone().cpu() for name in Batch._fields}
         return {**stored, "pos": self.pos, "size": self.size}
 
     def load_state_dict(self, state: dict) -> None:
@@ -331,7 +279,8 @@ class Discriminator(nn.Module):
         return self.logits(x, train_params).log_softmax(-1).gather(-1, z.unsqueeze(-1)).squeeze(-1)
 
     def loss(self, x: torch.Tensor, z: torch.Tensor):
-        """Cross-entropy against the true z (x [B, in_dim], z [B]); also returns the batch's mean
+        """The discriminator's loss (paper §4, maximum likelihood of ρ): the cross-entropy
+        E[-log q(z|x)] against the true z (x [B, in_dim], z [B]); also returns the batch's mean
         log q(z|x) and accuracy."""
         logits = self.logits(x)
         log_q = -F.cross_entropy(logits, z, reduction="none")
@@ -346,6 +295,7 @@ def policy_input(obs: torch.Tensor, z: torch.Tensor, num_z: int, separate: bool)
 
 
 # ----------------------------------------------------------------------------------- losses
+# ALGO LOGIC: DIAYN's objective. Everything DIAYN adds to SAC is `augmented_reward`.
 def augmented_reward(disc: Discriminator, batch: Batch, beta: float, reward_scale: float, add_log_pz: bool,
                      num_z: int) -> torch.Tensor:
     """r̂ = c·r + β(log q_ρ(z|s_t) [- log p(z)]) (paper §4), from the current discriminator,
@@ -386,7 +336,8 @@ def actor_loss(actor: Actor, qf: TwinQNetwork, obs: torch.Tensor, z: torch.Tenso
 
 
 def alpha_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, target_entropy: float):
-    """J(α) = E[-α (log π(a|s, z) + H̄)]: raises α while the entropy is below the target H̄."""
+    """J(α) = E[-α (log π(a|s, z) + H̄)] (SAC's temperature loss, Haarnoja et al. 2018b §5):
+    raises α while the entropy is below the target H̄."""
     return (-log_alpha.exp() * (log_pi + target_entropy)).mean()
 
 
@@ -478,150 +429,21 @@ class DIAYN:
         return actions.reshape(obs.shape[0], -1)
 
     def modules(self) -> dict:
-        """Everything with a state, by name (for checkpoints)."""
+        """Everything with a state, by name (checkpoints hold them all)."""
         return {"actor": self.actor, "qf": self.qf, "qf_target": self.qf_target, "disc": self.disc,
                 "action_disc": self.action_disc, "q_optimizer": self.q_optimizer,
-                "actor_optimizer": self.actor_optimizer, "disc_optimizer": self.disc_optimizer}
-
-    def state_dict(self) -> dict:
-        return {**{name: m.state_dict() for name, m in self.modules().items()}, "log_alpha": self.log_alpha.detach().cpu()}
-
-    def load_state_dict(self, state: dict) -> None:
-        for name, module in self.modules().items():
-            module.load_state_dict(state[name])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-
-    def all_finite(self) -> bool:
-        tensors = [*self.actor.parameters(), *self.qf.parameters(), *self.qf_target.parameters(),
-                   *self.disc.parameters(), *self.action_disc.parameters(), self.log_alpha]
-        return all(bool(torch.isfinite(t).all()) for t in tensors)
+                "actor_optimizer": self.actor_optimizer, "disc_optimizer": self.disc_optimizer,
+                "log_alpha": self.log_alpha}
 
 
 # ------------------------------------------------------------------------------- evaluation
-def evaluate(agent: DIAYN, env_id: str, episodes: int, seed: int, device: torch.device) -> list[dict]:
-    """`episodes` episodes of every z with the deterministic (mean) action, all side by side in
-    one vector env (env i runs z = i // episodes). Returns the per_z entries of eval.json."""
-    num_envs = agent.num_z * episodes
-    envs = make_envs(env_id, num_envs)
-    z = torch.arange(agent.num_z, device=device).repeat_interleave(episodes)
-    obs, _ = envs.reset(seed=seed)
-    returns, goals = [None] * num_envs, [-1] * num_envs
-    while any(r is None for r in returns):
-        with torch.inference_mode():
-            actions = agent.act(torch.as_tensor(obs, dtype=torch.float32, device=device), z, deterministic=True)
-        obs, _, _, _, infos = envs.step(actions.cpu().numpy())
-        for i in np.flatnonzero(infos.get("_episode", [])):
-            if returns[i] is None:
-                returns[i] = float(infos["episode"]["r"][i])
-                if "goal_index" in infos.get("final_info", {}):
-                    goals[i] = int(infos["final_info"]["goal_index"][i])
-    envs.close()
-    per_z = []
-    for k in range(agent.num_z):
-        mine = slice(k * episodes, (k + 1) * episodes)
-        entry = {"z": k, "returns": returns[mine], "mean": float(np.mean(returns[mine])),
-                 "std": float(np.std(returns[mine]))}
-        if env_id.startswith("MultiGoal"):
-            entry["goals"] = goals[mine]
-        per_z.append(entry)
-    return per_z
-
-
-def most_common_goal(goals: list[int]) -> int:
-    """The goal this z reaches most often (-1 when it reaches none)."""
-    reached = [g for g in goals if g >= 0]
-    return max(set(reached), key=reached.count) if reached else -1
-
-
-def print_eval_table(result: dict) -> None:
-    multigoal = "goals" in result["per_z"][0]
-    print(f"\n  z | return (mean ± std over {len(result['per_z'][0]['returns'])} episodes)" +
-          (" | goal reached (episodes)" if multigoal else ""))
-    for entry in result["per_z"]:
-        line = f"{entry['z']:>3} | {entry['mean']:10.1f} ± {entry['std']:.1f}"
-        if multigoal:
-            goal = most_common_goal(entry["goals"])
-            line += f" | {goal:>2} ({entry['goals'].count(goal) if goal >= 0 else 0}/{len(entry['goals'])})"
-        print(line)
-    print(f"avg {result['avg']:.1f} | max {result['max']:.1f}" +
-          (f" | distinct goals {result['distinct_goals']} of {result['num_z']} z" if multigoal else ""))
-
-
-def record_video(agent: DIAYN, env_id: str, z: int, seed: int, path: str, device: torch.device) -> None:
-    """One deterministic episode of policy z rendered to an animated GIF."""
-    from PIL import Image
-
-    env = gym.make(env_id, render_mode="rgb_array")
-    obs, _ = env.reset(seed=seed)
-    frames, done = [env.render()], False
-    members = agent.num_z if agent.separate else 1
-    while not done:
-        # Every member acts on this observation; keep the action of policy z.
-        all_obs = torch.as_tensor(obs, dtype=torch.float32, device=device).expand(members, -1)
-        all_z = torch.full((members,), z, device=device) if not agent.separate else torch.arange(members, device=device)
-        with torch.inference_mode():
-            action = agent.act(all_obs, all_z, deterministic=True)[z if agent.separate else 0]
-        obs, _, terminated, truncated, _ = env.step(action.cpu().numpy())
-        frames.append(env.render())
-        done = terminated or truncated
-    env.close()
-    images = [Image.fromarray(frame) for frame in frames]
-    duration = max(20, 1000 // env.metadata.get("render_fps", 30))  # ms per frame
-    images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0)
-
-
-# ------------------------------------------------------------------- files, checkpoints
-def atomic_save(obj, path: str) -> None:
-    """torch.save to a temporary file, then rename: `path` is either the old or the new file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(obj, path: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
-def free_path(path: str) -> str:
-    """`path` if nothing is there yet, else `stem.1.ext`, `stem.2.ext`, ...: never overwrite."""
-    stem, ext = os.path.splitext(path)
-    candidate, n = path, 0
-    while os.path.exists(candidate):
-        n += 1
-        candidate = f"{stem}.{n}{ext}"
-    return candidate
-
-
-def read_checkpoint(path: str) -> dict:
-    """Load a checkpoint or model file written by this script; one clear error otherwise."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)  # mmap: read lazily
-    except FileNotFoundError:
-        raise UsageError(f"no such file: {path}") from None
-    except Exception as error:  # a truncated or foreign file
-        raise UsageError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from None
-    if not isinstance(state, dict) or "script" not in state:
-        raise UsageError(f"{path} was not written by one of this project's scripts")
-    if state["script"] != SCRIPT:
-        raise UsageError(f"{path} was written by {state['script']}.py, not {SCRIPT}.py")
-    return state
-
-
 def load_model(path: str, device: str | torch.device = "cpu"):
     """Load a `--save-model` file (or a checkpoint) for evaluation or plotting.
 
     Returns (agent, args): a DIAYN whose actor, critics and discriminators hold the saved
     weights (use `agent.act`, `agent.qf`, `agent.disc`), and the run's Args."""
-    state = read_checkpoint(path)
-    args = Args(**state["args"])
-    dims = state["dims"]
+    state = run_utils.read_checkpoint(path, SCRIPT)
+    args, dims = Args(**state["args"]), state["dims"]
     agent = DIAYN(dims["obs_dim"], dims["act_dim"], dims["action_low"], dims["action_high"], args, torch.device(device))
     for name in ("actor", "qf", "disc", "action_disc"):
         getattr(agent, name).load_state_dict(state["agent"][name])
@@ -629,161 +451,17 @@ def load_model(path: str, device: str | torch.device = "cpu"):
     return agent, args
 
 
-def find_time_limit(env: gym.Env):
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, gym.wrappers.TimeLimit):
-            return env
-        env = env.env
-    return None
-
-
-def env_states(envs) -> list:
-    """What is needed to continue every sub-env's episode exactly where it is: the simulator
-    state (a copy of MuJoCo's whole MjData, or of a pure-Python env's attributes),
-    its random generator and the time-limit counter. None where it cannot be captured."""
-    from gymnasium.envs.mujoco import MujocoEnv
-
-    states = []
-    for env in envs.unwrapped.envs:
-        inner, time_limit = env.unwrapped, find_time_limit(env)
-        state = {"elapsed_steps": time_limit._elapsed_steps if time_limit else None}
-        if isinstance(inner, MujocoEnv):  # all of MjData: Ant's reward reads positions derived from the state
-            state.update(mujoco=copy.deepcopy(inner.data), np_random=inner.np_random.bit_generator.state)
-        else:
-            try:
-                state["attributes"] = copy.deepcopy(vars(inner))
-            except Exception:
-                state = None
-        states.append(state)
-    return states
-
-
-def restore_env_states(envs, states: list) -> list:
-    """Inverse of `env_states`; returns the indices of the sub-envs that could not be restored."""
-    import mujoco
-
-    lost = []
-    for i, (env, state) in enumerate(zip(envs.unwrapped.envs, states)):
-        if state is None:
-            lost.append(i)
-            continue
-        inner, time_limit = env.unwrapped, find_time_limit(env)
-        if "mujoco" in state:
-            mujoco.mj_copyData(inner.data, inner.model, state["mujoco"])
-            inner.np_random.bit_generator.state = state["np_random"]
-        else:
-            vars(inner).update(state["attributes"])
-        if time_limit is not None:
-            time_limit._elapsed_steps = state["elapsed_steps"]
-    return lost
-
-
-def rng_states() -> dict:
-    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def restore_rng_states(states: dict) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def check_resume(args: Args, state: dict) -> None:
-    """A checkpoint continues only the run that wrote it."""
-    saved = state["args"]
-    changed = [name for name, value in asdict(args).items()
-               if name not in RESUMABLE_OVERRIDES and saved.get(name) != value]
-    if changed:
-        flags = ", ".join(f"--{n.replace('_', '-')} {saved.get(n)!r} (asked: {getattr(args, n)!r})" for n in changed)
-        raise UsageError(f"{args.resume} belongs to another run: it was made with {flags}")
-
-
-# ------------------------------------------------------------------------- progress display
-class Progress:
-    """A one-line progress bar on a terminal; a plain line every 5% or every minute, whichever
-    comes first, when not a TTY (a log file)."""
-
-    def __init__(self, total: int, start: int):
-        self.total, self.start, self.tty = total, start, sys.stderr.isatty()
-        self.start_time = self.last_print = time.time()
-        self.next_plain = start + max(1, total // 20)
-
-    def sps(self, step: int) -> int:
-        return int((step - self.start) / max(time.time() - self.start_time, 1e-9))
-
-    def update(self, step: int, recent_return: float | None) -> None:
-        now = time.time()
-        if self.tty and now - self.last_print < 0.5 and step < self.total:
-            return
-        if not self.tty and step < self.next_plain and now - self.last_print < 60 and step < self.total:
-            return
-        self.last_print = now
-        while self.next_plain <= step:
-            self.next_plain += max(1, self.total // 20)
-        sps = self.sps(step)
-        eta = (self.total - step) / max(sps, 1)
-        ret = "-" if recent_return is None else f"{recent_return:.1f}"
-        text = (f"step {step}/{self.total} ({100 * step / self.total:.0f}%) | {sps} SPS | "
-                f"return {ret} | ETA {int(eta) // 3600}:{int(eta) % 3600 // 60:02d}:{int(eta) % 60:02d}")
-        if self.tty:
-            bar = "#" * int(20 * step / self.total)
-            print(f"\r[{bar:<20}] {text}", end="", file=sys.stderr, flush=True)
-        else:
-            print(text, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.tty:
-            print(file=sys.stderr)
-
-
 # ------------------------------------------------------------------------------------ main
-def keep_freed_memory() -> None:
-    """Speed: glibc hands freed blocks over 128 kB back to the OS, so every update would
-    page-fault its activations in again (10-15% of an update here). Keep them (Linux only)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: serve blocks up to 32 MB from the heap
-    libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: do not give freed heap back to the OS
-
-
-class Interrupted(Exception):
-    pass
-
-
-MEASUREMENTS = ("log_q_z_given_sa", "log_q_z_given_s", "accuracy_z_given_sa", "accuracy_z_given_s")
-
-
 def main(args: Args) -> dict | None:
     """Train, evaluate, and return the evaluation (the content of eval.json)."""
     check_args(args)
-    keep_freed_memory()
-    checkpoint = read_checkpoint(args.resume) if args.resume else None
-    if checkpoint is not None:
-        check_resume(args, checkpoint)
-        run_dir = os.path.dirname(os.path.abspath(args.resume))
-    else:
-        run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        run_dir = free_path(os.path.join("runs", run_name))
-    run_name = os.path.basename(run_dir)
-
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    run = Run(args, __file__)  # seeds, threads, device; with --resume, the checkpoint to continue
+    device = run.device
 
     # One env per agent: the shared networks act in one env, separate networks in |Z| (env i runs z = i).
     num_envs = args.num_z if args.separate_networks else 1
     envs = make_envs(args.env_id, num_envs)
-    obs_dim = envs.single_observation_space.shape[0]
-    act_dim = envs.single_action_space.shape[0]
+    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
     dims = {"obs_dim": obs_dim, "act_dim": act_dim, "action_low": action_low, "action_high": action_high}
     agent = DIAYN(obs_dim, act_dim, action_low, action_high, args, device)
@@ -792,78 +470,27 @@ def main(args: Args) -> dict | None:
     z = np.arange(num_envs) if args.separate_networks else z_rng.integers(args.num_z, size=num_envs)
     envs.action_space.seed(args.seed)
     obs, _ = envs.reset(seed=args.seed)
-    num_iterations = args.total_timesteps // num_envs  # every iteration steps every env once
-    start_iteration, recent_returns = 0, deque(maxlen=20)
+    total_steps = args.total_timesteps // num_envs * num_envs  # every iteration steps every env once
+    obs, start_step = run.start(agent, rb, envs, obs, dims, total_steps, z=z, z_rng=z_rng)
 
-    if checkpoint is not None:
-        agent.load_state_dict(checkpoint["agent"])
-        rb.load_state_dict(checkpoint["buffer"])
-        restore_rng_states(checkpoint["rng"])
-        z_rng.bit_generator.state = checkpoint["z_rng"]
-        envs.action_space.np_random.bit_generator.state = checkpoint["action_space_rng"]
-        lost = restore_env_states(envs, checkpoint["envs"])
-        obs, z = checkpoint["obs"], checkpoint["z"]
-        if lost:  # such an env starts a new episode; its cut episode is not logged
-            print(f"note: environment state of env(s) {lost} could not be saved; they start a new episode")
-            obs[lost] = np.stack([envs.unwrapped.envs[i].reset()[0] for i in lost])
-        envs.episode_returns[:] = checkpoint["episode_returns"]
-        envs.episode_lengths[:] = checkpoint["episode_lengths"]
-        envs.episode_returns[lost], envs.episode_lengths[lost] = 0, 0
-        start_iteration = checkpoint["global_step"] // num_envs
-        recent_returns.extend(checkpoint["recent_returns"])
-        print(f"resuming {run_name} at step {checkpoint['global_step']}")
+    def measure(step: int) -> None:  # the held-out discriminability of Figure 2, every --measure-every steps
+        if args.measure_every and step > 0 and step % args.measure_every < num_envs:
+            seed = run_utils.seed_from(args.seed, step)
+            run.log_scalars(run_utils.held_out_measure(agent.act, make_envs, args.env_id, args.num_z, args.measure_steps,
+                                                       seed, device, agent.action_disc, agent.disc), step)
 
-    os.makedirs(run_dir, exist_ok=True)
-    if args.track:
-        try:
-            import wandb
-        except ImportError:
-            raise UsageError("--track needs Weights and Biases: pip install wandb") from None
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                   config=vars(args), name=run_name, save_code=True)
-    start_step = start_iteration * num_envs
-    writer = SummaryWriter(run_dir, purge_step=start_step if checkpoint is not None else None)
-    if checkpoint is None:
-        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
-    checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
-    nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # set by a NaN/inf loss, read when logging
-
-    def check_finite(step: int) -> None:
-        if nonfinite.item() or not agent.all_finite():
-            raise FloatingPointError(f"a loss or a parameter became NaN or infinite by step {step}")
-
-    def save_checkpoint(next_step: int) -> None:
-        check_finite(next_step)
-        atomic_save({"script": SCRIPT, "args": asdict(args), "dims": dims, "global_step": next_step,
-                     "agent": agent.state_dict(), "buffer": rb.state_dict(), "rng": rng_states(),
-                     "z_rng": z_rng.bit_generator.state, "z": z.copy(),
-                     "action_space_rng": envs.action_space.np_random.bit_generator.state,
-                     "envs": env_states(envs), "obs": obs,
-                     "episode_returns": envs.episode_returns.copy(), "episode_lengths": envs.episode_lengths.copy(),
-                     "recent_returns": list(recent_returns)}, checkpoint_path)
-
-    stop_signal = []
-    handlers = {sig: signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    total_steps = num_iterations * num_envs
-    progress = Progress(total_steps, start_step)
-    try:
-        for iteration in range(start_iteration, num_iterations):
-            global_step = iteration * num_envs
+    with run.training():  # SIGINT/SIGTERM: checkpoint and exit; NaN: stop, keep the last good checkpoint
+        for global_step in range(start_step, total_steps, num_envs):
+            measure(global_step)
             if global_step < args.learning_starts:
                 actions = envs.action_space.sample()
             else:
                 with torch.inference_mode():
                     actions = agent.act(torch.as_tensor(obs, dtype=torch.float32, device=device),
-                                        torch.as_tensor(z, device=device))
-                actions = actions.cpu().numpy()
+                                        torch.as_tensor(z, device=device)).cpu().numpy()
 
             next_obs, rewards, terminations, truncations, infos = envs.step(actions)
-            for i in np.flatnonzero(infos.get("_episode", [])):
-                recent_returns.append(float(infos["episode"]["r"][i]))
-                writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
-                writer.add_scalar(f"charts/episodic_return_z{z[i]}", infos["episode"]["r"][i], global_step)
-                writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+            run.log_episodes(infos, global_step, z)
             # Truncated transitions are stored with termination 0, so they bootstrap.
             rb.add(obs, transitions_to_store(next_obs, infos), actions, rewards, terminations, z)
             if not args.separate_networks:  # a new episode draws a new z
@@ -872,90 +499,29 @@ def main(args: Args) -> dict | None:
             obs = next_obs
 
             if global_step >= args.learning_starts:
-                info = agent.update(rb.sample(args.batch_size), iteration)
-                nonfinite |= ~torch.isfinite(info["qf_loss"])
-                if iteration % LOG_EVERY == 0:
-                    check_finite(global_step)
-                    for name, value in info.items():
-                        writer.add_scalar(f"charts/{name}" if name in MEASUREMENTS else f"losses/{name}",
-                                          value.item(), global_step)
-                    writer.add_scalar("charts/SPS", progress.sps(global_step), global_step)
-
-            next_step = global_step + num_envs
-            progress.update(next_step, recent_returns[-1] if recent_returns else None)
-            if args.checkpoint_every and (next_step % args.checkpoint_every < num_envs or next_step == total_steps):
-                save_checkpoint(next_step)
-            if stop_signal:
-                save_checkpoint(next_step)
-                raise Interrupted()
-        check_finite(total_steps)  # the updates since the last check (no model or evaluation otherwise)
-    except Interrupted:
-        progress.close()
-        writer.close()
-        resume_cmd = f"python {SCRIPT}.py --resume {os.path.relpath(checkpoint_path)}"
-        print(f"interrupted at step {next_step}; checkpoint saved. Resume with: {resume_cmd}", file=sys.stderr)
-        sys.exit(128 + stop_signal[0])
-    except FloatingPointError as error:
-        progress.close()
-        writer.close()
-        kept = (f"the last good checkpoint {os.path.relpath(checkpoint_path)} is intact"
-                if os.path.exists(checkpoint_path) else "no checkpoint had been written yet")
-        print(f"{SCRIPT}.py: error: {error}; training stopped, no model or evaluation written, and {kept}. "
-              "Try a lower learning rate or another seed.", file=sys.stderr)
-        sys.exit(1)
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-    progress.close()
+                info = agent.update(rb.sample(args.batch_size), global_step // num_envs)
+                run.log_losses(info, global_step, global_step // num_envs, charts=MEASUREMENTS)
+            run.step_done(global_step + num_envs, obs)  # progress, periodic checkpoint
+        measure(total_steps)
 
     if args.save_model:
-        model_path = free_path(os.path.join(run_dir, f"{args.exp_name}.pt"))
-        weights = {name: getattr(agent, name).state_dict() for name in ("actor", "qf", "disc", "action_disc")}
-        atomic_save({"script": SCRIPT, "args": asdict(args), "dims": dims, "agent": weights}, model_path)
-        print(f"model saved to {model_path}")
-
-    result = None
+        run.save_model({name: getattr(agent, name).state_dict() for name in ("actor", "qf", "disc", "action_disc")})
+    result, deterministic = None, lambda obs, z: agent.act(obs, z, deterministic=True)
     if args.eval_episodes > 0:
-        per_z = evaluate(agent, args.env_id, args.eval_episodes, args.seed + 10_000, device)
-        means = [entry["mean"] for entry in per_z]
-        result = {"algorithm": "DIAYN", "separate_networks": args.separate_networks, "env_id": args.env_id,
-                  "seed": args.seed, "global_step": total_steps, "num_z": args.num_z,
-                  "avg": float(np.mean(means)), "max": float(np.max(means)), "per_z": per_z}
-        if "goals" in per_z[0]:
-            reached = {most_common_goal(entry["goals"]) for entry in per_z} - {-1}
-            result["distinct_goals"] = len(reached)
-        eval_path = free_path(os.path.join(run_dir, "eval.json"))
-        atomic_write_json(result, eval_path)
-        print_eval_table(result)
-        print(f"-> {eval_path}")
-        writer.add_scalar("eval/avg_return", result["avg"], total_steps)
-        writer.add_scalar("eval/max_return", result["max"], total_steps)
+        per_z = run_utils.evaluate(deterministic, make_envs, args.env_id, args.num_z, args.eval_episodes,
+                                   args.seed + EVAL_SEED_OFFSET, device)
+        result = run.write_evaluation("DIAYN", per_z, separate_networks=args.separate_networks, disc_coef=args.disc_coef)
     if args.capture_video:
-        os.makedirs(os.path.join(run_dir, "videos"), exist_ok=True)
-        for k in range(args.num_z):
-            video_path = free_path(os.path.join(run_dir, "videos", f"eval_z{k}.gif"))
-            record_video(agent, args.env_id, k, args.seed + 10_000, video_path, device)
-        print(f"videos saved to {os.path.join(run_dir, 'videos')}")
+        run.record_videos(deterministic, args.num_z)
     envs.close()
-    writer.close()
+    run.close()
     return result
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    """Parse the command line. With `--resume PATH`, unspecified flags default to the
-    checkpoint's own arguments, so `--resume PATH` alone continues the run as it was."""
-    argv = sys.argv[1:] if argv is None else argv
-    default = Args()
-    for i, token in enumerate(argv):
-        if token == "--resume" and i + 1 < len(argv) or token.startswith("--resume="):
-            path = argv[i + 1] if token == "--resume" else token.split("=", 1)[1]
-            default = Args(**read_checkpoint(path)["args"])
-    return tyro.cli(Args, default=default, args=argv)
+    """The command line; with `--resume RUN`, flags not given are the run's own."""
+    return run_utils.parse_args(Args, __file__, argv)
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args())
-    except UsageError as error:
-        print(f"{SCRIPT}.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_utils.main_guard(main, Args, __file__)

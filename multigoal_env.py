@@ -11,10 +11,15 @@ Definition:
 - observation: the position s, in Box([-7, -7], [7, 7]);
 - action: a velocity a, in Box([-1, -1], [1, 1]) (an action outside it is clipped to it);
 - step: s' = clip(s + a, -7, 7); start: s_0 ~ N(0, 0.1²) per coordinate;
-- reward: -‖s' - nearest goal‖₂ - action_cost·‖a‖², plus goal_reward when s' is within
+- reward: -‖s' - nearest goal‖₂ (distance="linear", the default) or -‖s' - nearest goal‖₂²
+  (distance="squared"), minus action_cost·‖a‖², plus goal_reward when s' is within
   goal_threshold of a goal, which also terminates the episode;
 - 30 steps per episode (truncation, set at registration);
 - info["goal_index"]: index of the goal reached at this step, -1 if none.
+
+The canonical form of the maximum-entropy literature (Haarnoja et al. 2017 and their reference
+code) is distance="squared", action_cost=30, goal_reward=10, registered as
+``MultiGoalCanonical-v0`` (four goals).
 """
 
 import gymnasium as gym
@@ -39,6 +44,7 @@ class MultiGoalEnv(gym.Env):
         goal_reward: float = 10.0,
         goal_threshold: float = 1.0,
         action_cost: float = 0.0,
+        distance: str = "linear",
         render_mode: str | None = None,
     ):
         self.goals = np.asarray(goals, dtype=np.float64)
@@ -48,6 +54,9 @@ class MultiGoalEnv(gym.Env):
             raise ValueError(f"every goal must lie inside [-{BOUND}, {BOUND}]², got {goals!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        if distance not in ("linear", "squared"):
+            raise ValueError(f"distance must be 'linear' or 'squared', got {distance!r}")
+        self.distance = distance
         self.goal_reward = goal_reward
         self.goal_threshold = goal_threshold
         self.action_cost = action_cost
@@ -69,7 +78,8 @@ class MultiGoalEnv(gym.Env):
         self.path.append(self.position.copy())
         distances = np.linalg.norm(self.goals - self.position, axis=1)
         nearest = int(np.argmin(distances))
-        reward = -distances[nearest] - self.action_cost * float(action @ action)
+        distance_cost = distances[nearest] if self.distance == "linear" else distances[nearest] ** 2
+        reward = -distance_cost - self.action_cost * float(action @ action)
         reached = bool(distances[nearest] <= self.goal_threshold)
         if reached:
             reward += self.goal_reward
@@ -98,3 +108,5 @@ gym.register("MultiGoal-v0", entry_point=MultiGoalEnv, max_episode_steps=MAX_EPI
              kwargs={"goals": FOUR_GOALS})
 gym.register("MultiGoalTwo-v0", entry_point=MultiGoalEnv, max_episode_steps=MAX_EPISODE_STEPS,
              kwargs={"goals": TWO_GOALS})
+gym.register("MultiGoalCanonical-v0", entry_point=MultiGoalEnv, max_episode_steps=MAX_EPISODE_STEPS,
+             kwargs={"goals": FOUR_GOALS, "distance": "squared", "action_cost": 30.0, "goal_reward": 10.0})

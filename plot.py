@@ -1,16 +1,22 @@
-"""The paper's Figure 1, Figure 2 and Table 1, from what the training scripts write.
+"""The paper's Figure 1, Figure 2, Table 1 and the M. Ant directions, from what the scripts write.
 
     python plot.py fig1 --sac runs/<sac run>/sac_continuous.pt --mede runs/<mede run>/mede_continuous.pt
     python plot.py fig2 --mede runs/Hopper-v4__mede_continuous__* --diayn runs/Hopper-v4__diayn_continuous__*
     python plot.py table1 runs/*/eval*.json
+    python plot.py ant --runs runs/MultiDirectionAnt-v0__mede_continuous__* --sac runs/MultiDirectionAnt-v0__sac*
 
 fig1   Multigoal paths of SAC (black) and of every MEDE z (one colour each), goals as red dots,
        from `--save-model` files; below, contours over the 2-D action space at three states of
        Q_soft (SAC), Q_z (MEDE, one z) and S_z = Q_soft - Q_z (paper Theorem 2).
-fig2   Mean ± std over seeds of charts/log_q_z_given_sa and charts/log_q_z_given_s, MEDE
-       against DIAYN, from the TensorBoard logs of the run directories; chance level log(1/|Z|).
-table1 Average and max return (mean ± std over seeds) per algorithm, environment and |Z|, from
-       eval.json files (the latest of each run directory), as Markdown (printed and written) and CSV.
+fig2   Mean ± std over seeds of log q(z|s,a) and log q(z|s) of the true z, MEDE against DIAYN
+       (and DIAYN with a matched weight), from the TensorBoard logs of the run directories:
+       the held-out measure (measure/..., fresh transitions no discriminator was trained on;
+       the default) or the paper's replay-batch measure (charts/...). Chance level log(1/|Z|).
+table1 Average and max return (mean ± std over seeds) per algorithm, environment, |Z| and
+       diversity weight, from eval.json files (the latest of each run directory), as Markdown
+       (printed and written) and CSV.
+ant    M. Ant: the deterministic torso path of every z in the xy-plane (one colour per z, SAC
+       in black) with an arrow along each z's mean heading, one panel per run, from eval.json.
 """
 
 import argparse
@@ -32,7 +38,8 @@ import torch  # noqa: E402
 Z_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
              "tab:cyan", "tab:gray", "gold"]
 STATE_COLOURS = ["gold", "hotpink", "saddlebrown"]  # the paper's yellow, pink and brown dots
-ALGORITHM_COLOURS = {"MEDE": "tab:blue", "DIAYN": "tab:red"}
+ALGORITHM_COLOURS = {"MEDE": "tab:blue", "DIAYN": "tab:red", "DIAYN, matched weight": "tab:orange"}
+MEASURES = {"held-out": ("measure", "held-out transitions"), "replay": ("charts", "replay batches")}
 
 
 class PlotError(Exception):
@@ -221,9 +228,10 @@ def mean_std_over_runs(run_dirs: list[str], tag: str, points: int = 200):
 
 
 def figure2(args) -> str:
-    groups = {name: dirs for name, dirs in (("MEDE", args.mede), ("DIAYN", args.diayn)) if dirs}
+    groups = {name: dirs for name, dirs in (("MEDE", args.mede), ("DIAYN", args.diayn),
+                                            ("DIAYN, matched weight", args.diayn_matched)) if dirs}
     if not groups:
-        raise PlotError("fig2 needs --mede and/or --diayn run directories")
+        raise PlotError("fig2 needs --mede, --diayn and/or --diayn-matched run directories")
     for dirs in groups.values():
         for d in dirs:
             if not os.path.isdir(d):
@@ -232,8 +240,9 @@ def figure2(args) -> str:
     if len(num_z) != 1:
         raise PlotError(f"the runs have different |Z| ({sorted(num_z)}); plot one |Z| at a time")
     chance = math.log(1 / num_z.pop())
+    prefix, measured_on = MEASURES[args.measure]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for ax, tag, label in zip(axes, ("charts/log_q_z_given_sa", "charts/log_q_z_given_s"),
+    for ax, tag, label in zip(axes, (f"{prefix}/log_q_z_given_sa", f"{prefix}/log_q_z_given_s"),
                               (r"$\log q(z\,|\,s, a)$", r"$\log q(z\,|\,s)$")):
         for name, dirs in groups.items():
             steps, mean, std = mean_std_over_runs(dirs, tag, args.points)
@@ -241,10 +250,10 @@ def figure2(args) -> str:
             ax.plot(steps, mean, color=colour, label=f"{name} ({len(dirs)} seed{'s' if len(dirs) > 1 else ''})")
             ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.2)
         ax.axhline(chance, color="gray", ls="--", lw=1, label=f"chance, log(1/|Z|) = {chance:.2f}")
-        ax.set(title=label + " of the true z", xlabel="environment steps", ylabel="batch mean log-probability")
+        ax.set(title=label + " of the true z", xlabel="environment steps", ylabel=f"mean log-probability, {measured_on}")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower right")
-    title = args.title or "Figure 2: discriminability of the policies, mean ± std over seeds"
+    title = args.title or f"Figure 2: discriminability of the policies on {measured_on}, mean ± std over seeds"
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, args.out)
@@ -258,7 +267,8 @@ def table1(args) -> str:
         try:
             with open(path) as f:
                 result = json.load(f)
-            key = (result["env_id"], result.get("algorithm", "?"), result["num_z"], result.get("separate_networks", False))
+            key = (result["env_id"], result.get("algorithm", "?"), result["num_z"], result.get("separate_networks", False),
+                   result.get("disc_coef", 1.0))
             step = result["global_step"]
         except (OSError, ValueError, KeyError) as error:
             raise PlotError(f"{path} is not an eval.json written by the scripts ({error})") from None
@@ -272,11 +282,11 @@ def table1(args) -> str:
         raise PlotError("no eval.json files given")
     header = ["env", "algorithm", "|Z|", "seeds", "steps", "avg mean", "avg std", "max mean", "max std"]
     table = []
-    for (env_id, algorithm, num_z, separate), results in sorted(rows.items()):
+    for (env_id, algorithm, num_z, separate, beta), results in sorted(rows.items()):
         avg = np.array([r["avg"] for r in results])
         best = np.array([r["max"] for r in results])
         steps = sorted({r["global_step"] for r in results})
-        name = algorithm + (" (separate)" if separate else "")
+        name = algorithm + (" (separate)" if separate else "") + (f" β = {beta:g}" if beta != 1.0 else "")
         table.append([env_id, name, num_z, len(results), "/".join(map(str, steps)),
                       avg.mean(), avg.std(), best.mean(), best.std()])
     markdown = ["| env | algorithm | \\|Z\\| | seeds | steps | average | max |", "|---|---|---|---|---|---|---|"]
@@ -289,6 +299,57 @@ def table1(args) -> str:
     write_atomically(f"{args.out}.md", lambda f: f.write(text))
     write_atomically(f"{args.out}.csv", lambda f: csv.writer(f).writerows([header, *table]), newline="")
     return f"{args.out}.md and {args.out}.csv"
+
+
+# ------------------------------------------------------------------------------- M. Ant directions
+def read_eval(path: str) -> dict:
+    """The latest eval.json of a run directory (or the file itself)."""
+    if os.path.isdir(path):
+        files = glob.glob(os.path.join(path, "eval*.json"))
+        if not files:
+            raise PlotError(f"{path} holds no eval.json (the run has not finished)")
+        results = [json.load(open(f)) for f in files]
+        return max(results, key=lambda r: r["global_step"])
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        raise PlotError(f"cannot read {path} ({error})") from None
+
+
+def figure_ant(args) -> str:
+    runs = [read_eval(p) for p in args.runs]
+    sacs = {r["seed"]: r for r in (read_eval(p) for p in args.sac)}
+    for r in [*runs, *sacs.values()]:
+        if "path" not in r["per_z"][0]:
+            raise PlotError(f"the eval.json of {r['algorithm']} seed {r['seed']} on {r['env_id']} has no torso paths "
+                            "(only MultiDirectionAnt-v0 runs record them)")
+    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 5.2), squeeze=False)
+    for ax, run in zip(axes[0], runs):
+        sac = sacs.get(run["seed"]) or next(iter(sacs.values()), None)
+        drawn = [("black", "SAC", sac["per_z"][0])] if sac else []
+        drawn += [(Z_COLOURS[e["z"] % len(Z_COLOURS)], f"z = {e['z']}", e) for e in run["per_z"]]
+        reach = 1.0
+        for colour, label, entry in drawn:
+            path = np.asarray(entry["path"])
+            ax.plot(path[:, 0], path[:, 1], color=colour, lw=1.8, label=f"{label}: {entry['mean_heading']:.0f}°")
+            length = float(np.mean(np.linalg.norm(entry["displacements"], axis=1)))
+            angle = math.radians(entry["mean_heading"])
+            ax.annotate("", xy=(path[0, 0] + length * math.cos(angle), path[0, 1] + length * math.sin(angle)),
+                        xytext=tuple(path[0]), arrowprops=dict(arrowstyle="->", color=colour, lw=1.2, ls="--"))
+            reach = max(reach, np.abs(path).max(), length)
+        ax.plot(0, 0, "o", color="gray", ms=5)
+        ax.set(xlim=(-1.1 * reach, 1.1 * reach), ylim=(-1.1 * reach, 1.1 * reach), aspect="equal", xlabel="x",
+               ylabel="y", title=f"{run['algorithm']}{' (separate)' if run.get('separate_networks') else ''}, "
+                                 f"seed {run['seed']}, {run['global_step']} steps\n"
+                                 f"{run.get('quadrants', '?')} of 4 quadrants, smallest gap "
+                                 f"{run.get('min_heading_gap') or 0:.0f}°")
+        ax.title.set_fontsize(10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best", title="deterministic path, mean heading", title_fontsize=8)
+    fig.suptitle(args.title or "Multidirection Ant: torso paths of the deterministic policies (arrows: mean heading)")
+    fig.tight_layout()
+    return save(fig, args.out)
 
 
 # ----------------------------------------------------------------------------------- plumbing
@@ -321,10 +382,11 @@ def three_states(text: str) -> list[tuple[float, float]]:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p1 = sub.add_parser("fig1", help="Multigoal paths and Q contours (from --save-model files)")
+    defaults = argparse.ArgumentDefaultsHelpFormatter  # every option's --help shows its default
+    p1 = sub.add_parser("fig1", help="Multigoal paths and Q contours (from --save-model files)", formatter_class=defaults)
     p1.add_argument("--sac", required=True, help="sac_continuous.pt of a SAC run on MultiGoal-v0 / MultiGoalTwo-v0")
     p1.add_argument("--mede", required=True, help="mede_continuous.pt of a MEDE run on the same env")
-    p1.add_argument("--z", type=int, default=0, help="the MEDE policy whose Q_z is drawn (default 0, blue)")
+    p1.add_argument("--z", type=int, default=0, help="the MEDE policy whose Q_z is drawn (0 is blue)")
     p1.add_argument("--states", type=three_states, help="the three states of the contour rows, e.g. "
                     "--states='0,0 2,2 -2,2' (default: the origin, the third state of z's deterministic path, "
                     "and (-2, 2))")
@@ -332,21 +394,32 @@ def parse_args(argv=None):
     p1.add_argument("--resolution", type=int, default=61, help="grid points per action dimension")
     p1.add_argument("--seed", type=int, default=0, help="seed of the rollouts")
     p1.add_argument("--out", default="docs/figure1.png", help="output PNG")
-    p2 = sub.add_parser("fig2", help="discriminability curves, MEDE against DIAYN (from TensorBoard logs)")
+    p2 = sub.add_parser("fig2", help="discriminability curves, MEDE against DIAYN (from TensorBoard logs)",
+                        formatter_class=defaults)
     p2.add_argument("--mede", nargs="*", default=[], help="MEDE run directories (one per seed)")
-    p2.add_argument("--diayn", nargs="*", default=[], help="DIAYN run directories (one per seed)")
+    p2.add_argument("--diayn", nargs="*", default=[], help="DIAYN run directories, the paper's beta = 1")
+    p2.add_argument("--diayn-matched", nargs="*", default=[],
+                    help="DIAYN run directories with MEDE's diversity weight (--disc-coef 0.3 at alpha 0.3)")
+    p2.add_argument("--measure", choices=list(MEASURES), default="held-out",
+                    help="held-out: fresh transitions no discriminator trained on; replay: the paper's replay batches")
     p2.add_argument("--points", type=int, default=200, help="points of the common step grid")
     p2.add_argument("--title", help="figure title")
     p2.add_argument("--out", default="docs/figure2.png", help="output PNG")
-    p3 = sub.add_parser("table1", help="average and max return per algorithm (from eval.json files)")
+    p3 = sub.add_parser("table1", help="average and max return per algorithm (from eval.json files)",
+                        formatter_class=defaults)
     p3.add_argument("eval_files", nargs="+", help="eval.json files (shell globs are expanded)")
     p3.add_argument("--out", default="docs/table1", help="output path without extension (.md and .csv)")
+    p4 = sub.add_parser("ant", help="M. Ant torso paths and headings per z (from eval.json)", formatter_class=defaults)
+    p4.add_argument("--runs", nargs="+", required=True, help="MEDE or DIAYN run directories (or eval.json), one panel each")
+    p4.add_argument("--sac", nargs="*", default=[], help="SAC run directories, drawn in black (the same seed's if any)")
+    p4.add_argument("--title", help="figure title")
+    p4.add_argument("--out", default="docs/ant_directions.png", help="output PNG")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> str:
     args = parse_args(argv)
-    return {"fig1": figure1, "fig2": figure2, "table1": table1}[args.command](args)
+    return {"fig1": figure1, "fig2": figure2, "table1": table1, "ant": figure_ant}[args.command](args)
 
 
 if __name__ == "__main__":

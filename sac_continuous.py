@@ -7,10 +7,11 @@ two are set up alike; the MEDE paper's SAC settings are in the README.
     python sac_continuous.py --env-id Hopper-v4
     python sac_continuous.py --env-id MultiGoal-v0 --total-timesteps 20000 --save-model
 
-Read top to bottom: arguments, environment, replay buffer, networks, the three losses,
-the update, evaluation, checkpoints, and `main()` with the training loop.
-Equation numbers refer to the MEDE paper (../shared/paper): SAC is its Eqs. 1-4 with a
-uniform prior π0 and a temperature α on the entropy term.
+Read top to bottom: arguments, environment, replay buffer, networks, the three losses, the
+update, and `main()` with the training loop. Equation numbers refer to the MEDE paper: SAC is
+its Eqs. 1-4 with a uniform prior π0 and a temperature α on the entropy term. run_utils.py
+holds the plumbing (checkpoints, progress, evaluation files), which needs no edit to change
+the algorithm.
 """
 
 import os
@@ -18,15 +19,8 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")  # off-screen MuJoCo rendering; read when mujoco is imported
 
 import copy
-import ctypes
-import json
 import math
-import random
-import signal
-import sys
-import time
-from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -34,39 +28,21 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import tyro
-from torch.utils.tensorboard import SummaryWriter
 
 import multidirection_ant  # noqa: F401  (registers MultiDirectionAnt-v0)
 import multigoal_env  # noqa: F401  (registers MultiGoal-v0 and MultiGoalTwo-v0)
+import run_utils
+from run_utils import EVAL_SEED_OFFSET, Run, RunArgs, UsageError
 
-SCRIPT = "sac_continuous"
-LOG_EVERY = 100  # steps between two loss logs (the only host syncs of the hot loop)
+SCRIPT = run_utils.script_name(__file__)  # "sac_continuous", or the name of a copy
 
 
 @dataclass
-class Args:
+class Args(RunArgs):  # + the run's flags (--seed, --cuda, --threads, --checkpoint-every, --resume, ...)
     exp_name: str = SCRIPT
     """the name of this experiment (part of the run name)"""
-    seed: int = 1
-    """seed of the experiment (python, numpy, torch and the environments)"""
-    torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
-    cuda: bool = True
-    """if toggled, use CUDA when it is available (falls back to the CPU silently)"""
-    track: bool = False
-    """if toggled, track the run with Weights and Biases (needs `pip install wandb`)"""
-    wandb_project_name: str = "mede"
-    """the wandb project name"""
-    wandb_entity: str | None = None
-    """the entity (team) of the wandb project"""
-    capture_video: bool = False
-    """if toggled, save a GIF of one deterministic evaluation episode to runs/{run_name}/videos"""
-    save_model: bool = False
-    """if toggled, save the trained networks and the arguments to runs/{run_name}/{exp_name}.pt"""
-
     env_id: str = "Hopper-v4"
-    """the id of the environment (any gymnasium id with a Box action space)"""
+    """the id of the environment: any gymnasium id with a Box action space, or this project's MultiGoal-v0, MultiGoalTwo-v0, MultiDirectionAnt-v0"""
     total_timesteps: int = 1000000
     """total environment steps of the experiment"""
     buffer_size: int = 1000000
@@ -93,38 +69,12 @@ class Args:
     """automatic tuning of alpha towards the target entropy -dim(A)"""
     hidden_dim: int = 256
     """width of the two hidden layers of the actor and of each critic"""
-    eval_episodes: int = 10
-    """deterministic evaluation episodes after training (written to eval.json); 0 skips the evaluation"""
-    checkpoint_every: int = 100000
-    """write a resumable checkpoint every this many steps (0: only on SIGINT/SIGTERM)"""
-    resume: str | None = None
-    """path of a checkpoint.pt to continue from (the run keeps its directory and arguments)"""
-
-
-# Arguments that may differ from the checkpoint's when resuming; all others define the run.
-RESUMABLE_OVERRIDES = ("total_timesteps", "checkpoint_every", "eval_episodes", "save_model",
-                       "capture_video", "track", "wandb_project_name", "wandb_entity", "cuda", "resume")
-
-
-class UsageError(Exception):
-    """Bad input from the user: reported as one line on stderr, exit code 2."""
 
 
 def check_args(args: Args) -> None:
-    positive = ["total_timesteps", "buffer_size", "batch_size", "policy_frequency",
-                "target_network_frequency", "hidden_dim", "policy_lr", "q_lr"]
-    for name in positive:
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ["learning_starts", "eval_episodes", "checkpoint_every"]:
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    if not 0 <= args.gamma <= 1:
-        raise UsageError(f"--gamma must be in [0, 1], got {args.gamma}")
-    if not 0 < args.tau <= 1:
-        raise UsageError(f"--tau must be in (0, 1], got {args.tau}")
-    if args.alpha <= 0:
-        raise UsageError(f"--alpha must be positive, got {args.alpha}")
+    run_utils.require(args, positive=["total_timesteps", "buffer_size", "batch_size", "policy_frequency",
+                                      "target_network_frequency", "hidden_dim", "policy_lr", "q_lr", "threads"],
+                      non_negative=["learning_starts", "eval_episodes", "checkpoint_every"])
 
 
 # ----------------------------------------------------------------------------- environment
@@ -137,11 +87,7 @@ def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
                             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
     except gym.error.Error as error:
         raise UsageError(f"cannot make environment '{env_id}': {error}") from None
-    if not isinstance(envs.single_action_space, gym.spaces.Box):
-        raise UsageError(f"'{env_id}' has a {type(envs.single_action_space).__name__} action space; "
-                         "SAC needs a continuous (Box) action space")
-    if not isinstance(envs.single_observation_space, gym.spaces.Box) or len(envs.single_observation_space.shape) != 1:
-        raise UsageError(f"'{env_id}' needs a flat Box observation space, got {envs.single_observation_space}")
+    run_utils.require_flat_box_spaces(envs, env_id, "SAC")
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 
@@ -190,7 +136,8 @@ class ReplayBuffer:
         return Batch(self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx])
 
     def state_dict(self) -> dict:
-        stored = {name: getattr(self, name)[: self.size].cpu() for name in Batch._fields}
+        """The filled rows only, as copies (a slice would drag the whole preallocated storage along)."""
+        stored = {name: getattr(self, name)[: self.size].clone().cpu() for name in Batch._fields}
         return {**stored, "pos": self.pos, "size": self.size}
 
     def load_state_dict(self, state: dict) -> None:
@@ -265,6 +212,7 @@ class TwinQNetwork(nn.Module):
 
 
 # ----------------------------------------------------------------------------------- losses
+# ALGO LOGIC: SAC's three losses (paper Eqs. 1-4 with a temperature α and a uniform prior).
 def critic_loss(qf: TwinQNetwork, qf_target: TwinQNetwork, actor: Actor, batch: Batch,
                 alpha: torch.Tensor, gamma: float):
     """Soft Bellman residual of both critics (paper §4, J_Q; summed over the two critics and
@@ -289,11 +237,13 @@ def actor_loss(actor: Actor, qf: TwinQNetwork, obs: torch.Tensor, alpha: torch.T
 
 
 def alpha_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, target_entropy: float):
-    """J(α) = E[-α (log π(a|s) + H̄)]: raises α while the entropy is below the target H̄."""
+    """J(α) = E[-α (log π(a|s) + H̄)] (SAC's temperature loss, Haarnoja et al. 2018b §5):
+    raises α while the entropy is below the target H̄."""
     return (-log_alpha.exp() * (log_pi + target_entropy)).mean()
 
 
-# ----------------------------------------------------------------------------------- update
+
+
 class SAC:
     """The networks, their optimizers and the temperature; `update()` is one training step."""
 
@@ -343,116 +293,23 @@ class SAC:
         return self.info
 
     def modules(self) -> dict:
-        """Everything with a state, by name (for checkpoints)."""
+        """Everything with a state, by name (checkpoints hold them all)."""
         return {"actor": self.actor, "qf": self.qf, "qf_target": self.qf_target,
-                "q_optimizer": self.q_optimizer, "actor_optimizer": self.actor_optimizer}
-
-    def state_dict(self) -> dict:
-        return {**{name: m.state_dict() for name, m in self.modules().items()}, "log_alpha": self.log_alpha.detach().cpu()}
-
-    def load_state_dict(self, state: dict) -> None:
-        for name, module in self.modules().items():
-            module.load_state_dict(state[name])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-
-    def all_finite(self) -> bool:
-        tensors = [*self.actor.parameters(), *self.qf.parameters(), *self.qf_target.parameters(), self.log_alpha]
-        return all(bool(torch.isfinite(t).all()) for t in tensors)
-
+                "q_optimizer": self.q_optimizer, "actor_optimizer": self.actor_optimizer, "log_alpha": self.log_alpha}
 
 # ------------------------------------------------------------------------------- evaluation
 def evaluate(actor: Actor, env_id: str, episodes: int, seed: int, device: torch.device) -> dict:
-    """`episodes` episodes of the deterministic (mean) policy, run side by side in one vector
-    env. Returns the per_z entry of eval.json (z = 0: SAC has one policy)."""
-    envs = make_envs(env_id, episodes)
-    obs, _ = envs.reset(seed=seed)
-    returns, goals = [None] * episodes, [-1] * episodes
-    while any(r is None for r in returns):
-        with torch.inference_mode():
-            actions = actor.deterministic(torch.as_tensor(obs, dtype=torch.float32, device=device))
-        obs, _, _, _, infos = envs.step(actions.cpu().numpy())
-        for i in np.flatnonzero(infos.get("_episode", [])):
-            if returns[i] is None:
-                returns[i] = float(infos["episode"]["r"][i])
-                if "goal_index" in infos.get("final_info", {}):
-                    goals[i] = int(infos["final_info"]["goal_index"][i])
-    envs.close()
-    entry = {"z": 0, "returns": returns, "mean": float(np.mean(returns)), "std": float(np.std(returns))}
-    if env_id.startswith("MultiGoal"):
-        entry["goals"] = goals
-    return entry
-
-
-def record_video(actor: Actor, env_id: str, seed: int, path: str, device: torch.device) -> None:
-    """One deterministic episode rendered to an animated GIF."""
-    from PIL import Image
-
-    env = gym.make(env_id, render_mode="rgb_array")
-    obs, _ = env.reset(seed=seed)
-    frames, done = [env.render()], False
-    while not done:
-        with torch.inference_mode():
-            action = actor.deterministic(torch.as_tensor(obs, dtype=torch.float32, device=device))
-        obs, _, terminated, truncated, _ = env.step(action.cpu().numpy())
-        frames.append(env.render())
-        done = terminated or truncated
-    env.close()
-    images = [Image.fromarray(frame) for frame in frames]
-    duration = max(20, 1000 // env.metadata.get("render_fps", 30))  # ms per frame
-    images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0)
-
-
-# ------------------------------------------------------------------- files, checkpoints
-def atomic_save(obj, path: str) -> None:
-    """torch.save to a temporary file, then rename: `path` is either the old or the new file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(obj, path: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
-def free_path(path: str) -> str:
-    """`path` if nothing is there yet, else `stem.1.ext`, `stem.2.ext`, ...: never overwrite."""
-    stem, ext = os.path.splitext(path)
-    candidate, n = path, 0
-    while os.path.exists(candidate):
-        n += 1
-        candidate = f"{stem}.{n}{ext}"
-    return candidate
-
-
-def read_checkpoint(path: str) -> dict:
-    """Load a checkpoint or model file written by this script; one clear error otherwise."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)  # mmap: read lazily
-    except FileNotFoundError:
-        raise UsageError(f"no such file: {path}") from None
-    except Exception as error:  # a truncated or foreign file
-        raise UsageError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from None
-    if not isinstance(state, dict) or "script" not in state:
-        raise UsageError(f"{path} was not written by one of this project's scripts")
-    if state["script"] != SCRIPT:
-        raise UsageError(f"{path} was written by {state['script']}.py, not {SCRIPT}.py")
-    return state
+    """`episodes` episodes of the deterministic (mean) policy: the one per_z entry of eval.json."""
+    act = lambda obs, z: actor.deterministic(obs)  # noqa: E731
+    return run_utils.evaluate(act, make_envs, env_id, 1, episodes, seed, device)[0]
 
 
 def load_model(path: str, device: str | torch.device = "cpu"):
     """Load a `--save-model` file (or a checkpoint) for evaluation or plotting.
 
     Returns (actor, qf, args): the actor and twin critics in eval mode, and the run's Args."""
-    state = read_checkpoint(path)
-    args = Args(**state["args"])
-    dims = state["dims"]
+    state = run_utils.read_checkpoint(path, SCRIPT)
+    args, dims = Args(**state["args"]), state["dims"]
     actor = Actor(dims["obs_dim"], dims["act_dim"], args.hidden_dim, dims["action_low"], dims["action_high"])
     qf = TwinQNetwork(dims["obs_dim"], dims["act_dim"], args.hidden_dim)
     actor.load_state_dict(state["agent"]["actor"])
@@ -460,214 +317,24 @@ def load_model(path: str, device: str | torch.device = "cpu"):
     return actor.to(device).eval(), qf.to(device).eval(), args
 
 
-def find_time_limit(env: gym.Env):
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, gym.wrappers.TimeLimit):
-            return env
-        env = env.env
-    return None
-
-
-def env_states(envs) -> list:
-    """What is needed to continue every sub-env's episode exactly where it is: the simulator
-    state (a copy of MuJoCo's whole MjData, or of a pure-Python env's attributes),
-    its random generator and the time-limit counter. None where it cannot be captured."""
-    from gymnasium.envs.mujoco import MujocoEnv
-
-    states = []
-    for env in envs.unwrapped.envs:
-        inner, time_limit = env.unwrapped, find_time_limit(env)
-        state = {"elapsed_steps": time_limit._elapsed_steps if time_limit else None}
-        if isinstance(inner, MujocoEnv):  # all of MjData: Ant's reward reads positions derived from the state
-            state.update(mujoco=copy.deepcopy(inner.data), np_random=inner.np_random.bit_generator.state)
-        else:
-            try:
-                state["attributes"] = copy.deepcopy(vars(inner))
-            except Exception:
-                state = None
-        states.append(state)
-    return states
-
-
-def restore_env_states(envs, states: list) -> list:
-    """Inverse of `env_states`; returns the indices of the sub-envs that could not be restored."""
-    import mujoco
-
-    lost = []
-    for i, (env, state) in enumerate(zip(envs.unwrapped.envs, states)):
-        if state is None:
-            lost.append(i)
-            continue
-        inner, time_limit = env.unwrapped, find_time_limit(env)
-        if "mujoco" in state:
-            mujoco.mj_copyData(inner.data, inner.model, state["mujoco"])
-            inner.np_random.bit_generator.state = state["np_random"]
-        else:
-            vars(inner).update(state["attributes"])
-        if time_limit is not None:
-            time_limit._elapsed_steps = state["elapsed_steps"]
-    return lost
-
-
-def rng_states() -> dict:
-    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def restore_rng_states(states: dict) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def check_resume(args: Args, state: dict) -> None:
-    """A checkpoint continues only the run that wrote it."""
-    saved = state["args"]
-    changed = [name for name, value in asdict(args).items()
-               if name not in RESUMABLE_OVERRIDES and saved.get(name) != value]
-    if changed:
-        flags = ", ".join(f"--{n.replace('_', '-')} {saved.get(n)!r} (asked: {getattr(args, n)!r})" for n in changed)
-        raise UsageError(f"{args.resume} belongs to another run: it was made with {flags}")
-
-
-# ------------------------------------------------------------------------- progress display
-class Progress:
-    """A one-line progress bar on a terminal; a plain line every 5% or every minute, whichever
-    comes first, when not a TTY (a log file)."""
-
-    def __init__(self, total: int, start: int):
-        self.total, self.start, self.tty = total, start, sys.stderr.isatty()
-        self.start_time = self.last_print = time.time()
-        self.next_plain = start + max(1, total // 20)
-
-    def sps(self, step: int) -> int:
-        return int((step - self.start) / max(time.time() - self.start_time, 1e-9))
-
-    def update(self, step: int, recent_return: float | None) -> None:
-        now = time.time()
-        if self.tty and now - self.last_print < 0.5 and step < self.total:
-            return
-        if not self.tty and step < self.next_plain and now - self.last_print < 60 and step < self.total:
-            return
-        self.last_print = now
-        while self.next_plain <= step:
-            self.next_plain += max(1, self.total // 20)
-        sps = self.sps(step)
-        eta = (self.total - step) / max(sps, 1)
-        ret = "-" if recent_return is None else f"{recent_return:.1f}"
-        text = (f"step {step}/{self.total} ({100 * step / self.total:.0f}%) | {sps} SPS | "
-                f"return {ret} | ETA {int(eta) // 3600}:{int(eta) % 3600 // 60:02d}:{int(eta) % 60:02d}")
-        if self.tty:
-            bar = "#" * int(20 * step / self.total)
-            print(f"\r[{bar:<20}] {text}", end="", file=sys.stderr, flush=True)
-        else:
-            print(text, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.tty:
-            print(file=sys.stderr)
-
-
 # ------------------------------------------------------------------------------------ main
-def keep_freed_memory() -> None:
-    """Speed: glibc hands freed blocks over 128 kB back to the OS, so every update would
-    page-fault its activations in again (10-15% of an update here). Keep them (Linux only)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: serve blocks up to 32 MB from the heap
-    libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: do not give freed heap back to the OS
-
-
-class Interrupted(Exception):
-    pass
-
-
 def main(args: Args) -> dict | None:
     """Train, evaluate, and return the evaluation (the content of eval.json)."""
     check_args(args)
-    keep_freed_memory()
-    checkpoint = read_checkpoint(args.resume) if args.resume else None
-    if checkpoint is not None:
-        check_resume(args, checkpoint)
-        run_dir = os.path.dirname(os.path.abspath(args.resume))
-    else:
-        run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        run_dir = free_path(os.path.join("runs", run_name))
-    run_name = os.path.basename(run_dir)
-
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    run = Run(args, __file__)  # seeds, threads, device; with --resume, the checkpoint to continue
+    device = run.device
 
     envs = make_envs(args.env_id, num_envs=1)
-    obs_dim = envs.single_observation_space.shape[0]
-    act_dim = envs.single_action_space.shape[0]
+    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
     dims = {"obs_dim": obs_dim, "act_dim": act_dim, "action_low": action_low, "action_high": action_high}
     agent = SAC(obs_dim, act_dim, action_low, action_high, args, device)
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
     envs.action_space.seed(args.seed)
     obs, _ = envs.reset(seed=args.seed)
-    start_step, recent_returns = 0, deque(maxlen=20)
+    obs, start_step = run.start(agent, rb, envs, obs, dims, args.total_timesteps)
 
-    if checkpoint is not None:
-        agent.load_state_dict(checkpoint["agent"])
-        rb.load_state_dict(checkpoint["buffer"])
-        restore_rng_states(checkpoint["rng"])
-        envs.action_space.np_random.bit_generator.state = checkpoint["action_space_rng"]
-        lost = restore_env_states(envs, checkpoint["envs"])
-        obs = checkpoint["obs"]
-        if lost:  # such an env starts a new episode; its cut episode is not logged
-            print(f"note: environment state of env(s) {lost} could not be saved; they start a new episode")
-            obs[lost] = np.stack([envs.unwrapped.envs[i].reset()[0] for i in lost])
-        envs.episode_returns[:] = checkpoint["episode_returns"]
-        envs.episode_lengths[:] = checkpoint["episode_lengths"]
-        envs.episode_returns[lost], envs.episode_lengths[lost] = 0, 0
-        start_step = checkpoint["global_step"]
-        recent_returns.extend(checkpoint["recent_returns"])
-        print(f"resuming {run_name} at step {start_step}")
-
-    os.makedirs(run_dir, exist_ok=True)
-    if args.track:
-        try:
-            import wandb
-        except ImportError:
-            raise UsageError("--track needs Weights and Biases: pip install wandb") from None
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                   config=vars(args), name=run_name, save_code=True)
-    writer = SummaryWriter(run_dir, purge_step=start_step if checkpoint is not None else None)
-    if checkpoint is None:
-        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
-    checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
-
-    nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # set by a NaN/inf loss, read when logging
-
-    def check_finite(step: int) -> None:
-        if nonfinite.item() or not agent.all_finite():
-            raise FloatingPointError(f"a loss or a parameter became NaN or infinite by step {step}")
-
-    def save_checkpoint(next_step: int) -> None:
-        check_finite(next_step)
-        atomic_save({"script": SCRIPT, "args": asdict(args), "dims": dims, "global_step": next_step,
-                     "agent": agent.state_dict(), "buffer": rb.state_dict(), "rng": rng_states(),
-                     "action_space_rng": envs.action_space.np_random.bit_generator.state,
-                     "envs": env_states(envs), "obs": obs,
-                     "episode_returns": envs.episode_returns.copy(), "episode_lengths": envs.episode_lengths.copy(),
-                     "recent_returns": list(recent_returns)}, checkpoint_path)
-
-    stop_signal = []
-    handlers = {sig: signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    progress = Progress(args.total_timesteps, start_step)
-    try:
+    with run.training():  # SIGINT/SIGTERM: checkpoint and exit; NaN: stop, keep the last good checkpoint
         for global_step in range(start_step, args.total_timesteps):
             if global_step < args.learning_starts:
                 actions = envs.action_space.sample()
@@ -677,93 +344,33 @@ def main(args: Args) -> dict | None:
                 actions = actions.cpu().numpy()
 
             next_obs, rewards, terminations, truncations, infos = envs.step(actions)
-            for i in np.flatnonzero(infos.get("_episode", [])):
-                recent_returns.append(float(infos["episode"]["r"][i]))
-                writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
-                writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+            run.log_episodes(infos, global_step)
             # Truncated transitions are stored with termination 0, so they bootstrap.
             rb.add(obs, transitions_to_store(next_obs, infos), actions, rewards, terminations)
             obs = next_obs
 
             if global_step >= args.learning_starts:
                 info = agent.update(rb.sample(args.batch_size), global_step)
-                nonfinite |= ~torch.isfinite(info["qf_loss"])
-                if global_step % LOG_EVERY == 0:
-                    check_finite(global_step)
-                    for name, value in info.items():
-                        writer.add_scalar(f"losses/{name}", value.item(), global_step)
-                    writer.add_scalar("charts/SPS", progress.sps(global_step), global_step)
-
-            progress.update(global_step + 1, recent_returns[-1] if recent_returns else None)
-            next_step = global_step + 1
-            if args.checkpoint_every and (next_step % args.checkpoint_every == 0 or next_step == args.total_timesteps):
-                save_checkpoint(next_step)
-            if stop_signal:
-                save_checkpoint(next_step)
-                raise Interrupted()
-        check_finite(args.total_timesteps)  # the updates since the last check (no model or evaluation otherwise)
-    except Interrupted:
-        progress.close()
-        writer.close()
-        resume_cmd = f"python {SCRIPT}.py --resume {os.path.relpath(checkpoint_path)}"
-        print(f"interrupted at step {global_step + 1}; checkpoint saved. Resume with: {resume_cmd}", file=sys.stderr)
-        sys.exit(128 + stop_signal[0])
-    except FloatingPointError as error:
-        progress.close()
-        writer.close()
-        kept = (f"the last good checkpoint {os.path.relpath(checkpoint_path)} is intact"
-                if os.path.exists(checkpoint_path) else "no checkpoint had been written yet")
-        print(f"{SCRIPT}.py: error: {error}; training stopped, no model or evaluation written, and {kept}. "
-              "Try a lower learning rate or another seed.", file=sys.stderr)
-        sys.exit(1)
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-    progress.close()
+                run.log_losses(info, global_step, global_step)
+            run.step_done(global_step + 1, obs)  # progress, periodic checkpoint
 
     if args.save_model:
-        model_path = free_path(os.path.join(run_dir, f"{args.exp_name}.pt"))
-        atomic_save({"script": SCRIPT, "args": asdict(args), "dims": dims,
-                     "agent": {"actor": agent.actor.state_dict(), "qf": agent.qf.state_dict()}}, model_path)
-        print(f"model saved to {model_path}")
-
+        run.save_model({"actor": agent.actor.state_dict(), "qf": agent.qf.state_dict()})
     result = None
     if args.eval_episodes > 0:
-        per_z = [evaluate(agent.actor, args.env_id, args.eval_episodes, args.seed + 10_000, device)]
-        result = {"algorithm": "SAC", "env_id": args.env_id, "seed": args.seed, "global_step": args.total_timesteps,
-                  "num_z": 1,
-                  "avg": per_z[0]["mean"], "max": per_z[0]["mean"], "per_z": per_z}
-        eval_path = free_path(os.path.join(run_dir, "eval.json"))
-        atomic_write_json(result, eval_path)
-        goals = f" | goals {per_z[0]['goals']}" if "goals" in per_z[0] else ""
-        print(f"evaluation ({args.eval_episodes} deterministic episodes): return "
-              f"{per_z[0]['mean']:.1f} ± {per_z[0]['std']:.1f}{goals} -> {eval_path}")
-        writer.add_scalar("eval/return", per_z[0]["mean"], args.total_timesteps)
+        result = run.write_evaluation("SAC", [evaluate(agent.actor, args.env_id, args.eval_episodes,
+                                                        args.seed + EVAL_SEED_OFFSET, device)])
     if args.capture_video:
-        os.makedirs(os.path.join(run_dir, "videos"), exist_ok=True)
-        video_path = free_path(os.path.join(run_dir, "videos", "eval.gif"))
-        record_video(agent.actor, args.env_id, args.seed + 10_000, video_path, device)
-        print(f"video saved to {video_path}")
+        run.record_videos(lambda obs, z: agent.actor.deterministic(obs), 1)
     envs.close()
-    writer.close()
+    run.close()
     return result
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    """Parse the command line. With `--resume PATH`, unspecified flags default to the
-    checkpoint's own arguments, so `--resume PATH` alone continues the run as it was."""
-    argv = sys.argv[1:] if argv is None else argv
-    default = Args()
-    for i, token in enumerate(argv):
-        if token == "--resume" and i + 1 < len(argv) or token.startswith("--resume="):
-            path = argv[i + 1] if token == "--resume" else token.split("=", 1)[1]
-            default = Args(**read_checkpoint(path)["args"])
-    return tyro.cli(Args, default=default, args=argv)
+    """The command line; with `--resume RUN`, flags not given are the run's own."""
+    return run_utils.parse_args(Args, __file__, argv)
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args())
-    except UsageError as error:
-        print(f"{SCRIPT}.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_utils.main_guard(main, Args, __file__)

@@ -19,7 +19,7 @@ from gymnasium.utils.env_checker import check_env
 
 import multigoal_env  # noqa: F401  (importing registers the environment ids)
 
-IDS = ["MultiGoal-v0", "MultiGoalTwo-v0"]
+IDS = ["MultiGoal-v0", "MultiGoalTwo-v0", "MultiGoalCanonical-v0"]
 R = math.sqrt
 
 
@@ -200,6 +200,25 @@ def test_action_cost_term():
     check(step(env, (-1, -0.5)), (6, 6.5), -R(38.25) - 0.5 * 1.25)  # g2: 6²+1.5²; ‖a‖²=1.25
     check(step(env, (0, 0)), (6, 6.5), -R(38.25))  # no action, no cost
     check(step(env, (0.5, 0)), (6.5, 6.5), -R(44.5) - 0.5 * 0.25)  # ‖a‖² not ‖a‖
+
+
+def test_canonical_reward_is_minus_squared_distance_minus_30_action_cost_plus_10_at_a_goal():
+    # MultiGoalCanonical-v0 (Haarnoja et al. 2017): r = -‖s' - g‖² - 30‖a‖² (+10 at a goal, threshold 1).
+    env = make("MultiGoalCanonical-v0")
+    out = to_corner(env, 1, 1)
+    check(out, (7, 7), -53.0 - 30 * 2.0)  # 2²+7² = 53, ‖(1, 1)‖² = 2
+    check(step(env, (-1, -0.5)), (6, 6.5), -38.25 - 30 * 1.25)  # g2: 6²+1.5²
+    check(step(env, (0, 0)), (6, 6.5), -38.25)  # no action, no cost
+    walk(env, [(1, -1), (0, -1), (0, -1), (0, -1), (0, -1), (0, -1)])  # to (7, 0.5)
+    check(step(env, (-1, -0.5)), (6, 0), -1.0 - 30 * 1.25 + 10.0, terminated=True, goal_index=0)
+    assert gym.spec("MultiGoalCanonical-v0").max_episode_steps == 30
+
+
+def test_distance_form_is_an_argument_and_is_checked():
+    env = make(distance="squared", action_cost=0.0, goal_reward=5.0)
+    check(to_corner(env, -1, -1), (-7, -7), -53.0)
+    with pytest.raises(ValueError, match="distance must be"):
+        make(distance="cubic")
 
 
 # Symmetries of the four-goal layout that send g0=(5,0) to g_i; they map the layout onto itself,

@@ -15,6 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 import mede_continuous as mede
 import plot
+import run_utils
 import sac_continuous as sac
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,24 +36,31 @@ def figures(monkeypatch):
     real_close("all")
 
 
+HELD_OUT_GAP = 0.25
+
+
 def fake_run(root, name, num_z, values_sa, values_s, steps):
     run_dir = root / name
     writer = SummaryWriter(str(run_dir))
     for step, sa, s in zip(steps, values_sa, values_s):
         writer.add_scalar("charts/log_q_z_given_sa", sa, step)
         writer.add_scalar("charts/log_q_z_given_s", s, step)
+        writer.add_scalar("measure/log_q_z_given_sa", sa - HELD_OUT_GAP, step)  # held out: lower than replay
+        writer.add_scalar("measure/log_q_z_given_s", s - HELD_OUT_GAP, step)
     writer.close()
     (run_dir / "eval.json").write_text(json.dumps({"num_z": num_z}))
     return str(run_dir)
 
 
-def test_figure2_mean_and_std_over_seeds_with_chance_level(tmp_path, figures):
+@pytest.mark.parametrize("measure, shift", [("replay", 0.0), ("held-out", -HELD_OUT_GAP)])
+def test_figure2_mean_and_std_over_seeds_with_chance_level(tmp_path, figures, measure, shift):
     steps = [100, 200, 300, 400]
     mede_runs = [fake_run(tmp_path, f"mede{i}", 4, [-1.0 + i, -0.5 + i, -0.2 + i, 0.0 + i], [-1.2] * 4, steps)
                  for i in range(2)]
     diayn_runs = [fake_run(tmp_path, "diayn0", 4, [-1.4] * 4, [-1.3] * 4, steps)]  # one seed must work too
-    out = plot.main(["fig2", "--mede", *mede_runs, "--diayn", *diayn_runs, "--points", "4",
-                     "--out", str(tmp_path / "fig2.png")])
+    matched = [fake_run(tmp_path, "diayn_matched0", 4, [-1.3] * 4, [-1.3] * 4, steps)]
+    out = plot.main(["fig2", "--mede", *mede_runs, "--diayn", *diayn_runs, "--diayn-matched", *matched,
+                     "--measure", measure, "--points", "4", "--out", str(tmp_path / "fig2.png")])
     assert out.endswith("fig2.png") and os.path.getsize(out) > 10_000
     (fig,) = figures
     ax_sa, ax_s = fig.axes
@@ -61,13 +69,16 @@ def test_figure2_mean_and_std_over_seeds_with_chance_level(tmp_path, figures):
     lines = {line.get_label(): line for line in ax_sa.get_lines()}
     mede_line = lines["MEDE (2 seeds)"]
     # mean over the two seeds: [-0.5, 0.0, 0.3, 0.5] at the steps, linearly interpolated between
-    np.testing.assert_allclose(np.interp(steps, *mede_line.get_data()), [-0.5, 0.0, 0.3, 0.5], atol=1e-6)
-    assert "DIAYN (1 seed)" in lines
+    np.testing.assert_allclose(np.interp(steps, *mede_line.get_data()), np.add([-0.5, 0.0, 0.3, 0.5], shift),
+                               atol=1e-6)
+    assert "DIAYN (1 seed)" in lines and "DIAYN, matched weight (1 seed)" in lines
+    assert {"replay": "replay batches", "held-out": "held-out transitions"}[measure] in ax_sa.get_ylabel()
     chance = [line for label, line in lines.items() if label.startswith("chance")]
     assert chance and chance[0].get_ydata()[0] == pytest.approx(math.log(1 / 4))
     # the std band of MEDE is 0.5 wide on each side (the two seeds differ by exactly 1)
     band = ax_sa.collections[0].get_paths()[0].vertices
     assert band[:, 1].max() - band[:, 1].min() == pytest.approx((0.5 + 0.5) - (-0.5 - 0.5), abs=1e-6)
+    assert any(label.startswith("chance") for label in (line.get_label() for line in ax_s.get_lines()))
 
 
 def test_figure2_rejects_runs_with_different_num_z(tmp_path):
@@ -77,24 +88,28 @@ def test_figure2_rejects_runs_with_different_num_z(tmp_path):
         plot.main(["fig2", "--mede", a, "--diayn", b, "--out", str(tmp_path / "x.png")])
 
 
-def write_eval(path, algorithm, num_z, avg, best, seed, separate=False):
+def write_eval(path, algorithm, num_z, avg, best, seed, separate=False, **extra):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"algorithm": algorithm, "env_id": "Hopper-v4", "num_z": num_z, "seed": seed,
                                 "global_step": 1000, "avg": avg, "max": best, "separate_networks": separate,
-                                "per_z": []}))
+                                "per_z": [{"mean": avg}], **extra}))
 
 
 def test_table1_mean_and_std_over_seeds(tmp_path):
     write_eval(tmp_path / "m1/eval.json", "MEDE", 4, 100.0, 150.0, 1)
     write_eval(tmp_path / "m2/eval.json", "MEDE", 4, 200.0, 250.0, 2)
     write_eval(tmp_path / "s1/eval.json", "SAC", 1, 300.0, 300.0, 1)
+    write_eval(tmp_path / "d1/eval.json", "DIAYN", 4, 50.0, 60.0, 1, disc_coef=0.3)  # a row of its own
+    write_eval(tmp_path / "d2/eval.json", "DIAYN", 4, 70.0, 80.0, 1, disc_coef=1.0)
     out = str(tmp_path / "docs" / "table1")
     plot.main(["table1", str(tmp_path / "*/eval.json"), "--out", out])
     markdown = open(f"{out}.md").read()
     assert "| Hopper-v4 | MEDE | 4 | 2 | 1000 | 150.0 ± 50.0 | 200.0 ± 50.0 |" in markdown
     assert "| Hopper-v4 | SAC | 1 | 1 | 1000 | 300.0 ± 0.0 |  |" in markdown
+    assert "| Hopper-v4 | DIAYN β = 0.3 | 4 | 1 | 1000 | 50.0 ± 0.0 | 60.0 ± 0.0 |" in markdown
+    assert "| Hopper-v4 | DIAYN | 4 | 1 | 1000 | 70.0 ± 0.0 | 80.0 ± 0.0 |" in markdown
     rows = open(f"{out}.csv").read().splitlines()
-    assert rows[0].startswith("env,algorithm,|Z|,seeds") and len(rows) == 3
+    assert rows[0].startswith("env,algorithm,|Z|,seeds") and len(rows) == 5
 
 
 def test_table1_rejects_a_file_that_is_not_an_eval_json(tmp_path):
@@ -105,7 +120,7 @@ def test_table1_rejects_a_file_that_is_not_an_eval_json(tmp_path):
 
 
 def save_model(module, agent_state, args, path, dims):
-    module.atomic_save({"script": module.SCRIPT, "args": asdict(args), "dims": dims, "agent": agent_state}, path)
+    run_utils.atomic_save({"script": module.SCRIPT, "args": asdict(args), "dims": dims, "agent": agent_state}, path)
 
 
 def tiny_models(tmp_path, separate=False):
@@ -175,3 +190,40 @@ def test_command_line_error_is_one_line(tmp_path):
                          capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip().startswith("plot.py: error:") and len(out.stderr.strip().splitlines()) == 1
+
+
+def ant_eval(path, algorithm, seed, headings):
+    """An eval.json of M. Ant with straight paths along the given headings (degrees)."""
+    per_z = []
+    for z, heading in enumerate(headings):
+        direction = np.array([math.cos(math.radians(heading)), math.sin(math.radians(heading))])
+        path_points = [(direction * t).tolist() for t in np.linspace(0, 5, 11)]
+        per_z.append({"z": z, "returns": [1.0], "mean": 1.0, "std": 0.0, "displacements": [(direction * 5).tolist()],
+                      "headings": [heading], "mean_heading": heading, "path": path_points})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"algorithm": algorithm, "env_id": "MultiDirectionAnt-v0", "seed": seed,
+                                "global_step": 400, "num_z": len(headings), "avg": 1.0, "max": 1.0, "per_z": per_z,
+                                **run_utils.direction_diversity(headings)}))
+    return str(path.parent)
+
+
+def test_ant_directions_one_panel_per_run_sac_in_black_and_an_arrow_per_z(tmp_path, figures):
+    runs = [ant_eval(tmp_path / f"mede{seed}" / "eval.json", "MEDE", seed, [0.0, 90.0, 180.0, -90.0]) for seed in (1, 2)]
+    sac = ant_eval(tmp_path / "sac1" / "eval.json", "SAC", 1, [45.0])
+    out = plot.main(["ant", "--runs", *runs, "--sac", sac, "--out", str(tmp_path / "ant.png")])
+    assert os.path.exists(out)
+    (fig,) = figures
+    assert len(fig.axes) == 2 and "4 of 4 quadrants" in fig.axes[0].get_title()
+    lines = [line for line in fig.axes[0].get_lines() if len(line.get_xdata()) > 1]
+    assert [line.get_color() for line in lines][0] == "black" and len({line.get_color() for line in lines}) == 5
+    assert any(line.get_label().endswith("90°") for line in lines)
+    arrows = [child for child in fig.axes[0].get_children() if type(child).__name__ == "Annotation"]
+    assert len(arrows) == 5  # SAC and every z
+    end = arrows[2].xy  # z = 1: heading 90°, mean displacement 5
+    assert end == pytest.approx((0.0, 5.0), abs=1e-9)
+
+
+def test_ant_directions_reject_an_eval_without_paths(tmp_path):
+    write_eval(tmp_path / "h/eval.json", "MEDE", 4, 1.0, 1.0, 1)
+    with pytest.raises(plot.PlotError, match="has no torso paths"):
+        plot.main(["ant", "--runs", str(tmp_path / "h"), "--out", str(tmp_path / "x.png")])

@@ -1,0 +1,780 @@
+"""Run infrastructure shared by sac_continuous.py, mede_continuous.py and diayn_continuous.py.
+
+Nothing in this file is an algorithm: it is the plumbing around the training loop that is the
+same for every script, kept in one place as CleanRL keeps its plumbing in `cleanrl_utils`.
+Copy an algorithm script to change the algorithm (`cp mede_continuous.py my_mede.py`); the copy
+uses this module as it is and names its runs and checkpoints after its own file (`my_mede`).
+
+- `parse_args`: tyro, plus `--resume RUN_DIR_OR_CHECKPOINT` (flags default to the run's own);
+- `Run`: one training run, i.e. its directory, TensorBoard writer, seeds and threads, the
+  checkpoint (write, resume, SIGINT/SIGTERM), the NaN guard, progress, and what the run
+  writes at the end (model file, eval.json, GIFs);
+- `evaluate`, `held_out_measure`, `record_videos`: episodes of a policy given as a function;
+- files that are never half-written (`atomic_save`, `atomic_write_json`) or overwritten (`free_path`).
+"""
+
+import contextlib
+import copy
+import ctypes
+import dataclasses
+import json
+import os
+import random
+import shlex
+import signal
+import sys
+import time
+from collections import deque
+
+import gymnasium as gym
+import numpy as np
+import torch
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+LOG_EVERY = 100  # updates between two loss logs (the only host syncs of the hot loop)
+EVAL_SEED_OFFSET = 10_000  # evaluation episodes use seed + 10000: never the training env's seeds
+# Arguments that may differ from the checkpoint's when resuming; all others define the run.
+RESUMABLE_OVERRIDES = ("total_timesteps", "checkpoint_every", "eval_episodes", "save_model", "capture_video",
+                       "track", "wandb_project_name", "wandb_entity", "cuda", "threads", "resume")
+
+
+@dataclasses.dataclass
+class RunArgs:
+    """The flags of a run that are not the algorithm's; every script's `Args` adds its own."""
+
+    exp_name: str = "run"
+    """the name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of the experiment (python, numpy, torch and the environments)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, use CUDA when it is available (falls back to the CPU silently)"""
+    threads: int = 1
+    """CPU threads of torch; 1 is fastest here whenever anything else runs (README: Speed)"""
+    track: bool = False
+    """if toggled, track the run with Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "mede"
+    """the wandb project name"""
+    wandb_entity: str | None = None
+    """the entity (team) of the wandb project"""
+    capture_video: bool = False
+    """if toggled, save a GIF of one deterministic evaluation episode (per z) to {run dir}/videos"""
+    save_model: bool = False
+    """if toggled, save the trained networks and the arguments to {run dir}/{exp_name}.pt"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes (per z) after training, written to eval.json; 0 skips it"""
+    checkpoint_every: int = 100000
+    """write a resumable checkpoint every this many steps (0: only on SIGINT/SIGTERM)"""
+    resume: str | None = None
+    """a run directory (or its checkpoint.pt) to continue; flags not given are the run's own"""
+    run_dir: str | None = None
+    """where the run writes (default: runs/{env_id}__{exp_name}__{seed}__{unix time}); must be new or empty"""
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line on stderr, exit code 2."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; a checkpoint has been written."""
+
+
+def script_name(file: str) -> str:
+    """A script's name is its file's: `my_mede.py` names its runs and checkpoints `my_mede`."""
+    return os.path.splitext(os.path.basename(file))[0]
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def require(args, positive=(), non_negative=()) -> None:
+    """One clear line for a flag outside its range."""
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise UsageError(f"{flag(name)} must be positive, got {getattr(args, name)}")
+    for name in non_negative:
+        if getattr(args, name) < 0:
+            raise UsageError(f"{flag(name)} must be >= 0, got {getattr(args, name)}")
+    if not 0 <= args.gamma <= 1:
+        raise UsageError(f"--gamma must be in [0, 1], got {args.gamma}")
+    if not 0 < args.tau <= 1:
+        raise UsageError(f"--tau must be in (0, 1], got {args.tau}")
+    if args.alpha <= 0:
+        raise UsageError(f"--alpha must be positive, got {args.alpha}")
+
+
+def main_guard(main, args_class, file: str) -> None:
+    """Run `main(parse_args(...))` the way every script's `__main__` does: bad input gives one
+    line on stderr and exit code 2, never a traceback."""
+    try:
+        main(parse_args(args_class, file))
+    except UsageError as error:
+        print(f"{os.path.basename(file)}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+# ------------------------------------------------------------------------------- arguments
+def parse_args(args_class, file: str, argv: list[str] | None = None):
+    """Parse the command line. With `--resume PATH` (a run directory or its checkpoint.pt),
+    flags not given default to the checkpoint's own arguments, so `--resume PATH` alone
+    continues the run as it was."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    default = args_class()
+    for i, token in enumerate(argv):
+        if token == "--resume" and i + 1 < len(argv) or token.startswith("--resume="):
+            given = argv[i + 1] if token == "--resume" else token.split("=", 1)[1]
+            path = checkpoint_path(given)
+            saved = read_checkpoint(path, script_name(file))["args"]
+            known = {field.name for field in dataclasses.fields(args_class)}
+            unknown = sorted(set(saved) - known)
+            if unknown:
+                raise UsageError(f"{path} was written by a version of {script_name(file)}.py with the flags "
+                                 f"{', '.join(map(flag, unknown))}, which this one does not have")
+            default = args_class(**{**saved, "resume": path})
+            if token == "--resume":
+                argv[i + 1] = path
+            else:
+                argv[i] = f"--resume={path}"
+    return tyro.cli(args_class, default=default, args=argv)
+
+
+def checkpoint_path(path: str) -> str:
+    """A run directory stands for its checkpoint.pt; anything else must be a checkpoint file."""
+    if os.path.isdir(path):
+        inside = os.path.join(path, "checkpoint.pt")
+        if not os.path.exists(inside):
+            raise UsageError(f"{path} holds no checkpoint.pt (the run wrote none: it ran with --checkpoint-every 0 "
+                             "and was not interrupted)")
+        return inside
+    if path.endswith(".json"):
+        raise UsageError(f"{path} is an evaluation file, not a checkpoint: resume with the run's directory "
+                         "or its checkpoint.pt")
+    return path
+
+
+def read_checkpoint(path: str, script: str) -> dict:
+    """Load a checkpoint or model file written by `script`; one clear error otherwise."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)  # mmap: read lazily
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a checkpoint file") from None
+    except Exception as error:  # a truncated or foreign file
+        raise UsageError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from None
+    if not isinstance(state, dict) or "script" not in state:
+        raise UsageError(f"{path} was not written by one of this project's scripts")
+    if state["script"] != script:
+        raise UsageError(f"{path} was written by {state['script']}.py, not {script}.py")
+    return state
+
+
+def check_resume(args, state: dict) -> None:
+    """A checkpoint continues only the run that wrote it. A flag newer than the checkpoint
+    (absent from its arguments) must keep its default."""
+    saved, defaults = state["args"], dataclasses.asdict(type(args)())
+    changed = [name for name, value in dataclasses.asdict(args).items()
+               if name not in RESUMABLE_OVERRIDES and saved.get(name, defaults[name]) != value]
+    if changed:
+        flags = ", ".join(f"{flag(n)} {saved.get(n, defaults[n])!r} (asked: {getattr(args, n)!r})" for n in changed)
+        raise UsageError(f"{args.resume} belongs to another run: it was made with {flags}")
+
+
+# ------------------------------------------------------------------------------------ files
+def atomic_save(obj, path: str) -> None:
+    """torch.save to a temporary file, then rename: `path` is either the old or the new file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(obj, path: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def free_path(path: str) -> str:
+    """`path` if nothing is there yet, else `stem.1.ext`, `stem.2.ext`, ...: never overwrite."""
+    stem, ext = os.path.splitext(path)
+    candidate, n = path, 0
+    while os.path.exists(candidate):
+        n += 1
+        candidate = f"{stem}.{n}{ext}"
+    return candidate
+
+
+# --------------------------------------------------------------- environment and RNG state
+def find_time_limit(env: gym.Env):
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.wrappers.TimeLimit):
+            return env
+        env = env.env
+    return None
+
+
+def env_states(envs) -> list:
+    """What is needed to continue every sub-env's episode exactly where it is: the simulator
+    state (a copy of MuJoCo's whole MjData, or of a pure-Python env's attributes),
+    its random generator and the time-limit counter. None where it cannot be captured."""
+    from gymnasium.envs.mujoco import MujocoEnv
+
+    states = []
+    for env in envs.unwrapped.envs:
+        inner, time_limit = env.unwrapped, find_time_limit(env)
+        state = {"elapsed_steps": time_limit._elapsed_steps if time_limit else None}
+        if isinstance(inner, MujocoEnv):  # all of MjData: Ant's reward reads positions derived from the state
+            state.update(mujoco=copy.deepcopy(inner.data), np_random=inner.np_random.bit_generator.state)
+        else:
+            try:
+                state["attributes"] = copy.deepcopy(vars(inner))
+            except Exception:
+                state = None
+        states.append(state)
+    return states
+
+
+def restore_env_states(envs, states: list) -> list:
+    """Inverse of `env_states`; returns the indices of the sub-envs that could not be restored."""
+    import mujoco
+
+    lost = []
+    for i, (env, state) in enumerate(zip(envs.unwrapped.envs, states)):
+        if state is None:
+            lost.append(i)
+            continue
+        inner, time_limit = env.unwrapped, find_time_limit(env)
+        if "mujoco" in state:
+            mujoco.mj_copyData(inner.data, inner.model, state["mujoco"])
+            inner.np_random.bit_generator.state = state["np_random"]
+        else:
+            vars(inner).update(state["attributes"])
+        if time_limit is not None:
+            time_limit._elapsed_steps = state["elapsed_steps"]
+    return lost
+
+
+def rng_states() -> dict:
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def all_finite(state) -> bool:
+    """Every floating-point tensor in a (nested) state dict is finite."""
+    if isinstance(state, torch.Tensor):
+        return not state.is_floating_point() or bool(torch.isfinite(state).all())
+    if isinstance(state, dict):
+        return all(all_finite(value) for value in state.values())
+    if isinstance(state, (list, tuple)):
+        return all(all_finite(value) for value in state)
+    return True
+
+
+def state_of(modules: dict) -> dict:
+    """The state of an agent (its `modules()`: networks, optimizers, tensors such as log α)."""
+    return {name: m.detach().cpu() if isinstance(m, torch.Tensor) else m.state_dict() for name, m in modules.items()}
+
+
+def load_state(modules: dict, state: dict) -> None:
+    for name, module in modules.items():
+        if isinstance(module, torch.Tensor):
+            with torch.no_grad():
+                module.copy_(state[name])
+        else:
+            module.load_state_dict(state[name])
+
+
+def keep_freed_memory() -> None:
+    """Speed: glibc hands freed blocks over 128 kB back to the OS, so every update would
+    page-fault its activations in again (10-15% of an update here). Keep them (Linux only)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: serve blocks up to 32 MB from the heap
+    libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: do not give freed heap back to the OS
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+# ----------------------------------------------------------------------------- progress
+class Progress:
+    """Steps, steps per second and ETA, over the last minute (not since the start: the random
+    warm-up is many times faster than learning). A bar redrawn in place on a terminal; a plain
+    line every 5% or every minute, whichever comes first, in a log file. Once learning has run
+    for a while, one line says how long the whole run is going to take."""
+
+    WINDOW = 60.0  # seconds of history behind the rate
+
+    def __init__(self, total: int, start: int, learning_starts: int):
+        self.total, self.learning_starts, self.tty = total, learning_starts, sys.stderr.isatty()
+        now = time.time()
+        self.history = deque([(now, start)])  # (time, step), one sample a second
+        self.last_print, self.next_plain = now, start + max(1, total // 20)
+        self.learning_since, self.duration_said = None, False
+
+    def sps(self) -> float:
+        then, step_then = self.history[0]
+        now, step_now = self.history[-1]
+        return (step_now - step_then) / (now - then) if now > then else 0.0
+
+    def update(self, step: int, recent_return: float | None) -> None:
+        now = time.time()
+        if now - self.history[-1][0] < 1.0 and step < self.total:
+            return
+        self.history.append((now, step))
+        while len(self.history) > 2 and now - self.history[1][0] > self.WINDOW:
+            self.history.popleft()
+        if step > self.learning_starts and self.learning_since is None:
+            self.learning_since = (now, step)
+            self.history = deque([(now, step)])  # the rate of learning, not of the warm-up
+            return
+        self.say_duration(now, step)
+        if self.tty and now - self.last_print < 0.5 and step < self.total:
+            return
+        if not self.tty and step < self.next_plain and now - self.last_print < 60 and step < self.total:
+            return
+        self.last_print = now
+        while self.next_plain <= step:
+            self.next_plain += max(1, self.total // 20)
+        sps = self.sps()
+        eta = format_duration((self.total - step) / sps) if sps > 0 else "-"
+        ret = "-" if recent_return is None else f"{recent_return:.1f}"
+        text = f"step {step}/{self.total} ({100 * step / self.total:.0f}%) | {sps:.0f} SPS | return {ret} | ETA {eta}"
+        if self.tty:
+            bar = "#" * int(20 * step / self.total)
+            print(f"\r[{bar:<20}] {text}\033[K", end="", file=sys.stderr, flush=True)  # \033[K: clear the rest
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def say_duration(self, now: float, step: int) -> None:
+        """Once, after 30 s of learning: the time the rest of the run is going to take."""
+        if self.duration_said or self.learning_since is None or now - self.learning_since[0] < 30:
+            return
+        self.duration_said = True
+        sps = self.sps()
+        if sps <= 0 or step >= self.total:
+            return
+        rest = (self.total - step) / sps
+        finish = time.strftime("%a %H:%M", time.localtime(now + rest))
+        line = (f"learning at {sps:.0f} steps/s: the remaining {self.total - step} steps take about "
+                f"{format_duration(rest)} (h:mm:ss), done around {finish}")
+        print(("\r" if self.tty else "") + line + ("\033[K" if self.tty else ""), file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------- run
+class Run:
+    """One training run of a script: where it writes, and everything around the loop that is
+    not the algorithm.
+
+        run = Run(args, __file__)          # threads, seeds, device; --resume reads its checkpoint
+        obs, start = run.start(agent, rb, envs, obs, dims, total, z=z, z_rng=z_rng)
+        with run.training():               # SIGINT/SIGTERM -> checkpoint; NaN -> stop
+            for global_step in range(start, total, num_envs):
+                ...                        # act, step, store, update
+                run.log_episodes(infos, global_step, z)
+                run.log_losses(info, global_step, update_step)
+                run.step_done(global_step + num_envs, obs)   # progress, periodic checkpoint
+        run.write_evaluation(...)
+
+    The checkpoint holds the agent, the replay buffer, every RNG, each env's simulator state
+    and the loop variables given to `start` as keywords (arrays and numpy generators, restored
+    in place), so a resumed run computes bit for bit what an uninterrupted one computes (CPU).
+    """
+
+    def __init__(self, args, file: str):
+        self.args, self.script, self.script_path = args, script_name(file), os.path.abspath(file)
+        torch.set_num_threads(args.threads)
+        keep_freed_memory()
+        self.checkpoint = None
+        if args.resume:
+            args.resume = checkpoint_path(args.resume)
+            self.checkpoint = read_checkpoint(args.resume, self.script)
+            check_resume(args, self.checkpoint)
+            self.dir = os.path.dirname(os.path.abspath(args.resume))
+        elif args.run_dir:
+            self.dir = os.path.abspath(args.run_dir)
+            if os.path.exists(os.path.join(self.dir, "checkpoint.pt")):
+                raise UsageError(f"{args.run_dir} already holds a run; continue it with --resume {args.run_dir}, "
+                                 "or choose another --run-dir")
+            if os.path.isdir(self.dir) and os.listdir(self.dir):
+                raise UsageError(f"{args.run_dir} is not empty; choose another --run-dir")
+        else:
+            self.dir = free_path(os.path.join("runs", f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"))
+        self.name = os.path.basename(self.dir)
+        self.checkpoint_path = os.path.join(self.dir, "checkpoint.pt")
+
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        torch.backends.cudnn.deterministic = args.torch_deterministic
+        self.device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+        self.stop_signal, self.recent_returns = [], deque(maxlen=20)
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)  # set by a NaN loss, read when logging
+
+    def command(self, *flags: str) -> str:
+        """A command line that runs this script again, as it ran: this interpreter, this file."""
+        return shlex.join([sys.executable, self.script_path, *flags])
+
+    def start(self, agent, buffer, envs, obs: np.ndarray, dims: dict, total_steps: int, **loop_state):
+        """Create the run directory and the TensorBoard writer; on --resume, restore the agent,
+        the buffer, the RNGs, the envs and the `loop_state` objects in place. Returns (obs, the
+        first step). Exits early, saying so, when the resumed run has nothing left to do."""
+        args = self.args
+        self.agent, self.buffer, self.envs, self.dims, self.loop_state = agent, buffer, envs, dims, loop_state
+        self.total_steps, start_step = total_steps, 0
+        if args.total_timesteps <= args.learning_starts:
+            print(f"warning: --total-timesteps {args.total_timesteps} <= --learning-starts {args.learning_starts}: "
+                  "this run only takes random actions and never learns", file=sys.stderr)
+        if self.checkpoint is not None:
+            state = self.checkpoint
+            start_step = state["global_step"]
+            changed = {name for name, value in dataclasses.asdict(args).items()
+                       if name != "resume" and state["args"].get(name, value) != value}
+            evaluated = args.eval_episodes == 0 or os.path.exists(os.path.join(self.dir, "eval.json"))
+            if start_step >= total_steps and evaluated and not changed & {"eval_episodes", "save_model", "capture_video"}:
+                print(f"{self.name} already finished at step {start_step}; its results are in {self.dir}. "
+                      f"To train it longer: {self.command('--resume', self.dir, '--total-timesteps', str(2 * start_step))}")
+                raise SystemExit(0)
+            load_state(agent.modules(), state["agent"])
+            buffer.load_state_dict(state["buffer"])
+            restore_rng_states(state["rng"])
+            for name, value in loop_state.items():
+                if isinstance(value, np.random.Generator):
+                    value.bit_generator.state = state[name]
+                else:
+                    value[...] = state[name]
+            envs.action_space.np_random.bit_generator.state = state["action_space_rng"]
+            lost = restore_env_states(envs, state["envs"])
+            obs = state["obs"]
+            if lost:  # such an env starts a new episode; its cut episode is not logged
+                print(f"note: environment state of env(s) {lost} could not be saved; they start a new episode")
+                obs[lost] = np.stack([envs.unwrapped.envs[i].reset()[0] for i in lost])
+            envs.episode_returns[:] = state["episode_returns"]
+            envs.episode_lengths[:] = state["episode_lengths"]
+            envs.episode_returns[lost], envs.episode_lengths[lost] = 0, 0
+            self.recent_returns.extend(state["recent_returns"])
+            print(f"resuming {self.name} at step {start_step}")
+
+        os.makedirs(self.dir, exist_ok=True)
+        if args.track:
+            try:
+                import wandb
+            except ImportError:
+                raise UsageError("--track needs Weights and Biases: pip install wandb") from None
+            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                       config=vars(args), name=self.name, save_code=True)
+        self.writer = SummaryWriter(self.dir, purge_step=start_step if self.checkpoint is not None else None)
+        if self.checkpoint is None:
+            self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" +
+                                 "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+        self.progress = Progress(total_steps, start_step, args.learning_starts)
+        return obs, start_step
+
+    # ---------------------------------------------------------------- inside the loop
+    def log_episodes(self, infos: dict, step: int, z: np.ndarray | None = None) -> None:
+        """CleanRL's episode tags (and, with a z per env, the return of each z)."""
+        for i in np.flatnonzero(infos.get("_episode", [])):
+            episode_return = infos["episode"]["r"][i]
+            self.recent_returns.append(float(episode_return))
+            self.writer.add_scalar("charts/episodic_return", episode_return, step)
+            if z is not None:
+                self.writer.add_scalar(f"charts/episodic_return_z{z[i]}", episode_return, step)
+            self.writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], step)
+
+    def log_losses(self, info: dict, step: int, update_step: int, charts=()) -> None:
+        """Watch the critic loss for NaN at every update (no host sync); every LOG_EVERY updates
+        stop on a NaN, and write the losses (tags in `charts` under charts/, others under losses/)."""
+        self.nonfinite |= ~torch.isfinite(info["qf_loss"])
+        if update_step % LOG_EVERY == 0:
+            self.check_finite(step)
+            for name, value in info.items():
+                self.writer.add_scalar(f"charts/{name}" if name in charts else f"losses/{name}", value.item(), step)
+            self.writer.add_scalar("charts/SPS", self.progress.sps(), step)
+
+    def log_scalars(self, scalars: dict, step: int) -> None:
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, float(value), step)
+
+    def step_done(self, next_step: int, obs: np.ndarray) -> None:
+        """After every step: progress, the periodic checkpoint, and a checkpoint then exit on a signal."""
+        num_envs = len(obs)
+        self.progress.update(next_step, self.recent_returns[-1] if self.recent_returns else None)
+        every = self.args.checkpoint_every
+        if every and (next_step % every < num_envs or next_step == self.total_steps):
+            self.save_checkpoint(next_step, obs)
+        if self.stop_signal:
+            self.save_checkpoint(next_step, obs)
+            self.stopped_at = next_step
+            raise Interrupted()
+
+    def check_finite(self, step: int) -> None:
+        if self.nonfinite.item() or not all_finite(state_of(self.agent.modules())):
+            raise FloatingPointError(f"a loss or a parameter became NaN or infinite by step {step}")
+
+    def save_checkpoint(self, next_step: int, obs: np.ndarray) -> None:
+        self.check_finite(next_step)
+        loop_state = {name: value.bit_generator.state if isinstance(value, np.random.Generator) else value.copy()
+                      for name, value in self.loop_state.items()}
+        atomic_save({"script": self.script, "args": dataclasses.asdict(self.args), "dims": self.dims,
+                     "global_step": next_step, "agent": state_of(self.agent.modules()), "buffer": self.buffer.state_dict(),
+                     "rng": rng_states(), "action_space_rng": self.envs.action_space.np_random.bit_generator.state,
+                     "envs": env_states(self.envs), "obs": obs, "episode_returns": self.envs.episode_returns.copy(),
+                     "episode_lengths": self.envs.episode_lengths.copy(), "recent_returns": list(self.recent_returns),
+                     **loop_state}, self.checkpoint_path)
+
+    @contextlib.contextmanager
+    def training(self):
+        """The training loop runs inside: SIGINT/SIGTERM write a checkpoint and exit with a
+        resume command; a NaN stops the run (exit 1) before any model or evaluation is written,
+        keeping the last good checkpoint; at the end, one last NaN check."""
+        handlers = {sig: signal.signal(sig, lambda signum, frame: self.stop_signal.append(signum))
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+            self.check_finite(self.total_steps)  # the updates since the last check
+        except Interrupted:
+            self.progress.close()
+            self.writer.close()
+            print(f"interrupted at step {self.stopped_at}; checkpoint saved. Resume with: "
+                  f"{self.command('--resume', self.dir)}", file=sys.stderr)
+            sys.exit(128 + self.stop_signal[0])
+        except FloatingPointError as error:
+            self.progress.close()
+            self.writer.close()
+            kept = (f"the last good checkpoint {self.checkpoint_path} is intact"
+                    if os.path.exists(self.checkpoint_path) else "no checkpoint had been written yet")
+            print(f"{self.script}.py: error: {error}; training stopped, no model or evaluation written, and {kept}. "
+                  "Try a lower learning rate or another seed.", file=sys.stderr)
+            sys.exit(1)
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        self.progress.close()
+
+    # ------------------------------------------------------------------ after the loop
+    def save_model(self, weights: dict) -> None:
+        """`--save-model`: the networks' weights and the arguments, for `load_model`."""
+        path = free_path(os.path.join(self.dir, f"{self.args.exp_name}.pt"))
+        atomic_save({"script": self.script, "args": dataclasses.asdict(self.args), "dims": self.dims,
+                     "agent": weights}, path)
+        print(f"model saved to {path}")
+
+    def write_evaluation(self, algorithm: str, per_z: list[dict], **extra) -> dict:
+        """eval.json (never overwriting an earlier one), the table on stdout, and eval/ tags."""
+        means = [entry["mean"] for entry in per_z]
+        result = {"algorithm": algorithm, **extra, "env_id": self.args.env_id, "seed": self.args.seed,
+                  "global_step": self.total_steps, "num_z": len(per_z), "avg": float(np.mean(means)),
+                  "max": float(np.max(means)), "per_z": per_z}
+        if "goals" in per_z[0]:
+            result["distinct_goals"] = len({most_common_goal(entry["goals"]) for entry in per_z} - {-1})
+        if "headings" in per_z[0]:
+            result.update(direction_diversity([entry["mean_heading"] for entry in per_z]))
+        eval_path = free_path(os.path.join(self.dir, "eval.json"))
+        atomic_write_json(result, eval_path)
+        print_eval_table(result)
+        print(f"-> {eval_path}")
+        if len(per_z) == 1:
+            self.writer.add_scalar("eval/return", result["avg"], self.total_steps)
+        else:
+            self.writer.add_scalar("eval/avg_return", result["avg"], self.total_steps)
+            self.writer.add_scalar("eval/max_return", result["max"], self.total_steps)
+        return result
+
+    def record_videos(self, act, num_z: int) -> None:
+        """`--capture-video`: one deterministic episode of every z as a GIF, `act` as in `evaluate`."""
+        os.makedirs(os.path.join(self.dir, "videos"), exist_ok=True)
+        names = ["eval.gif"] if num_z == 1 else [f"eval_z{k}.gif" for k in range(num_z)]
+        paths = [free_path(os.path.join(self.dir, "videos", name)) for name in names]
+        record_videos(act, self.args.env_id, num_z, self.args.seed + EVAL_SEED_OFFSET, paths, self.device)
+        print(f"videos saved to {os.path.join(self.dir, 'videos')}")
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+# ------------------------------------------------------------------------- evaluation
+def evaluate(act, make_envs, env_id: str, num_z: int, episodes: int, seed: int, device: torch.device) -> list[dict]:
+    """`episodes` episodes of every z, side by side in one vector env (env i runs z = i // episodes),
+    with `act(obs [N, obs_dim], z [N]) -> actions [N, act_dim]`. Returns the per_z entries of
+    eval.json: returns, their mean and std; on Multigoal the goal each episode reached; where the
+    env reports the torso position (M. Ant), each episode's final displacement (x, y) from its
+    start, its heading in degrees, the z's mean heading, and the first episode's path."""
+    num_envs = num_z * episodes
+    envs = make_envs(env_id, num_envs)
+    z = torch.arange(num_z, device=device).repeat_interleave(episodes)
+    obs, infos = envs.reset(seed=seed)
+    planar = "x_position" in infos
+    start = np.stack([infos["x_position"], infos["y_position"]], -1) if planar else None
+    paths = [[start[i].tolist()] for i in range(num_envs)] if planar else None
+    returns, goals, ends = [None] * num_envs, [-1] * num_envs, [None] * num_envs
+    while any(r is None for r in returns):
+        with torch.inference_mode():
+            actions = act(torch.as_tensor(obs, dtype=torch.float32, device=device), z)
+        obs, _, terminations, truncations, infos = envs.step(actions.cpu().numpy())
+        done = terminations | truncations
+        if planar:  # the position after this step: of the finished episode where one ended
+            final = infos.get("final_info", {})
+            for i in range(num_envs):
+                if returns[i] is None:
+                    source = final if done[i] else infos
+                    ends[i] = [float(source["x_position"][i]), float(source["y_position"][i])]
+                    paths[i].append(ends[i])
+        for i in np.flatnonzero(infos.get("_episode", [])):
+            if returns[i] is None:
+                returns[i] = float(infos["episode"]["r"][i])
+                if "goal_index" in infos.get("final_info", {}):
+                    goals[i] = int(infos["final_info"]["goal_index"][i])
+    envs.close()
+    per_z = []
+    for k in range(num_z):
+        mine = slice(k * episodes, (k + 1) * episodes)
+        entry = {"z": k, "returns": returns[mine], "mean": float(np.mean(returns[mine])),
+                 "std": float(np.std(returns[mine]))}
+        if env_id.startswith("MultiGoal"):
+            entry["goals"] = goals[mine]
+        if planar:
+            displacement = np.asarray(ends[mine]) - start[mine]
+            entry["displacements"] = displacement.tolist()
+            entry["headings"] = np.degrees(np.arctan2(displacement[:, 1], displacement[:, 0])).tolist()
+            unit = displacement / np.maximum(np.linalg.norm(displacement, axis=1, keepdims=True), 1e-12)
+            entry["mean_heading"] = float(np.degrees(np.arctan2(unit[:, 1].mean(), unit[:, 0].mean())))
+            entry["path"] = paths[k * episodes][::10] + [paths[k * episodes][-1]]  # every 10th position
+        per_z.append(entry)
+    return per_z
+
+
+def direction_diversity(headings: list[float]) -> dict:
+    """How far apart the z's mean headings (degrees) are: the smallest angle between any two,
+    and how many of the four 90° quadrants [0, 90), [90, 180), ... they fall in."""
+    smallest = min((abs((a - b + 180) % 360 - 180) for i, a in enumerate(headings) for b in headings[i + 1:]),
+                   default=None)
+    quadrants = len({int((h % 360) // 90) for h in headings})
+    return {"min_heading_gap": smallest, "quadrants": quadrants}
+
+
+def most_common_goal(goals: list[int]) -> int:
+    """The goal this z reaches most often (-1 when it reaches none)."""
+    reached = [g for g in goals if g >= 0]
+    return max(set(reached), key=reached.count) if reached else -1
+
+
+def print_eval_table(result: dict) -> None:
+    per_z = result["per_z"]
+    multigoal, planar = "goals" in per_z[0], "headings" in per_z[0]
+    print(f"\n  z | return (mean ± std over {len(per_z[0]['returns'])} episodes)" +
+          (" | goal reached (episodes)" if multigoal else "") + (" | heading (mean, degrees)" if planar else ""))
+    for entry in per_z:
+        line = f"{entry['z']:>3} | {entry['mean']:10.1f} ± {entry['std']:.1f}"
+        if multigoal:
+            goal = most_common_goal(entry["goals"])
+            line += f" | {goal:>2} ({entry['goals'].count(goal) if goal >= 0 else 0}/{len(entry['goals'])})"
+        if planar:
+            line += f" | {entry['mean_heading']:7.1f}"
+        print(line)
+    summary = f"avg {result['avg']:.1f} | max {result['max']:.1f}"
+    if multigoal:
+        summary += f" | distinct goals {result['distinct_goals']} of {result['num_z']} z"
+    if planar and result["num_z"] > 1:
+        summary += f" | smallest heading gap {result['min_heading_gap']:.0f}° | quadrants {result['quadrants']} of 4"
+    print(summary)
+
+
+def collect_transitions(act, make_envs, env_id: str, num_z: int, steps_per_z: int, seed: int,
+                        device: torch.device):
+    """Fresh transitions of every z's current stochastic policy, for a held-out measure:
+    `steps_per_z` steps of each z side by side in a separate vector env (env k runs z = k),
+    its episodes and its action noise seeded from `seed` alone. Every random generator of the
+    training run is left as it was, so training continues exactly as without this.
+    Returns (obs, actions, z): [num_z * steps_per_z, ...] tensors on `device`."""
+    envs = make_envs(env_id, num_z)
+    z = torch.arange(num_z, device=device)
+    observations, actions_taken = [], []
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.inference_mode():
+        torch.manual_seed(seed)
+        obs, _ = envs.reset(seed=seed)
+        for _ in range(steps_per_z):
+            obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=device)
+            actions = act(obs_tensor, z)
+            observations.append(obs_tensor)
+            actions_taken.append(actions)
+            obs, *_ = envs.step(actions.cpu().numpy())
+    envs.close()
+    return torch.cat(observations), torch.cat(actions_taken), z.repeat(steps_per_z)
+
+
+def record_videos(act, env_id: str, num_z: int, seed: int, paths: list[str], device: torch.device) -> None:
+    """The first episode of every z, side by side in one vector env (env k runs z = k), rendered
+    to animated GIFs, with `act(obs [N, obs_dim], z [N]) -> actions [N, act_dim]`."""
+    from PIL import Image
+
+    envs = gym.make_vec(env_id, num_envs=num_z, vectorization_mode="sync", render_mode="rgb_array",
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+    z = torch.arange(num_z, device=device)
+    obs, _ = envs.reset(seed=seed)
+    frames, recording = [[frame] for frame in envs.render()], np.ones(num_z, dtype=bool)
+    while recording.any():
+        with torch.inference_mode():
+            actions = act(torch.as_tensor(obs, dtype=torch.float32, device=device), z)
+        obs, _, terminations, truncations, _ = envs.step(actions.cpu().numpy())
+        recording &= ~(terminations | truncations)  # a finished env shows its next episode: stop there
+        for k, frame in enumerate(envs.render()):
+            if recording[k]:
+                frames[k].append(frame)
+    envs.close()
+    duration = max(20, 1000 // envs.metadata.get("render_fps", 30))  # ms per frame
+    for path, episode in zip(paths, frames):
+        images = [Image.fromarray(frame) for frame in episode]
+        images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0)
+
+
+def held_out_measure(act, make_envs, env_id: str, num_z: int, steps_per_z: int, seed: int, device: torch.device,
+                     state_action_disc, state_disc) -> dict:
+    """Discriminability on data no discriminator has seen (SPEC §5, Figure 2): fresh transitions
+    of every z's current stochastic policy `act`, scored by q(z|s,a) and q(z|s) without training.
+    Replay batches can be memorised; these cannot."""
+    obs, actions, z = collect_transitions(act, make_envs, env_id, num_z, steps_per_z, seed, device)
+    with torch.no_grad():
+        _, log_q_sa, accuracy_sa = state_action_disc.loss(torch.cat([obs, actions], -1), z)
+        _, log_q_s, accuracy_s = state_disc.loss(obs, z)
+    return {"measure/log_q_z_given_sa": log_q_sa, "measure/log_q_z_given_s": log_q_s,
+            "measure/accuracy_z_given_sa": accuracy_sa, "measure/accuracy_z_given_s": accuracy_s}
+
+
+def require_flat_box_spaces(envs, env_id: str, algorithm: str) -> None:
+    """One clear line for an environment the scripts cannot learn on."""
+    if not isinstance(envs.single_action_space, gym.spaces.Box):
+        raise UsageError(f"'{env_id}' has a {type(envs.single_action_space).__name__} action space; "
+                         f"{algorithm} needs a continuous (Box) action space")
+    if not isinstance(envs.single_observation_space, gym.spaces.Box) or len(envs.single_observation_space.shape) != 1:
+        raise UsageError(f"'{env_id}' needs a flat Box observation space, got {envs.single_observation_space}")
+
+
+def seed_from(*numbers: int) -> int:
+    """A 32-bit seed derived from several integers (e.g. the run's seed and a step)."""
+    return int(np.random.SeedSequence(list(numbers)).generate_state(1)[0])

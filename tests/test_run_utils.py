@@ -1,0 +1,437 @@
+"""The run infrastructure (run_utils.py), tested once, through the three scripts where it is
+their wiring that matters: exact resume, SIGTERM/SIGINT and the printed resume command, NaN,
+checkpoints of another run rejected, checkpoint size, a copied script, resume of a run
+directory or of a finished run, warnings, progress, and the evaluation's M. Ant directions."""
+
+import json
+import math
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import diayn_continuous as diayn
+import mede_continuous as mede
+import run_utils
+import sac_continuous as sac
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = {"sac": sac, "mede": mede, "diayn": diayn}
+SMALL = {"sac": dict(hidden_dim=16), "mede": dict(hidden_dim=16, disc_hidden_dim=16, num_z=3),
+         "diayn": dict(hidden_dim=16, disc_hidden_dim=16, num_z=3)}
+
+
+def make_args(name, **kwargs):
+    defaults = dict(env_id="MultiGoal-v0", learning_starts=100, total_timesteps=400, eval_episodes=1,
+                    checkpoint_every=0, cuda=False, **SMALL[name])
+    return SCRIPTS[name].Args(**{**defaults, **kwargs})
+
+
+def only_run(root):
+    (run_dir,) = (root / "runs").iterdir()
+    return run_dir
+
+
+def losses(run_dir, tag="losses/qf_loss"):
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
+    return {e.step: e.value for e in events.Scalars(tag)}
+
+
+@pytest.mark.parametrize("name, env_id, extra", [
+    ("sac", "MultiGoal-v0", {}), ("sac", "Hopper-v4", {}), ("sac", "MultiDirectionAnt-v0", {}), ("mede", "MultiGoal-v0", {}),
+    ("mede", "Hopper-v4", {"separate_networks": True, "num_z": 2}), ("diayn", "MultiGoal-v0", {}),
+    ("diayn", "Hopper-v4", {"measure_every": 200, "measure_steps": 50}),  # the held-out measure leaves no trace
+])
+def test_a_resumed_run_computes_exactly_what_an_uninterrupted_run_computes(tmp_path, monkeypatch, name, env_id, extra):
+    module = SCRIPTS[name]
+    uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
+    for d in (uninterrupted, interrupted):
+        d.mkdir()
+    # 700 steps in one go (checkpoints on the way, as a long run would have) ...
+    monkeypatch.chdir(uninterrupted)
+    full = module.main(make_args(name, env_id=env_id, total_timesteps=700, checkpoint_every=300, **extra))
+    # ... against 300 steps, then a resume from the checkpoint up to 700. Hopper and Ant episodes are
+    # long, so step 300 is in the middle of an episode: the MuJoCo state must be restored exactly
+    # (Ant's reward also reads the torso position, derived from the state).
+    monkeypatch.chdir(interrupted)
+    module.main(make_args(name, env_id=env_id, total_timesteps=300, checkpoint_every=300, **extra))
+    run_dir = only_run(interrupted)
+    checkpoint = str(run_dir / "checkpoint.pt")
+    assert torch.load(checkpoint, weights_only=False)["global_step"] == 300
+    resumed = module.main(module.parse_args(["--resume", checkpoint, "--total-timesteps", "700"]))
+    assert only_run(interrupted) == run_dir, "a resumed run keeps its directory"
+
+    expected, got = losses(only_run(uninterrupted)), losses(run_dir)
+    after = [step for step in expected if step > 300]
+    assert len(after) >= 2
+    for step in after:  # on the CPU, the same numbers bit for bit
+        assert got[step] == expected[step], f"step {step}"
+    assert resumed["per_z"] == full["per_z"]
+    episodes = losses(run_dir, "charts/episodic_return")
+    assert episodes == losses(only_run(uninterrupted), "charts/episodic_return")
+    if "measure_every" in extra:  # measured at 200, 400 and 600 in both, 400 and 600 after the resume
+        measured = losses(run_dir, "measure/log_q_z_given_s")
+        assert measured == losses(only_run(uninterrupted), "measure/log_q_z_given_s") and sorted(measured) == [200, 400, 600]
+
+
+@pytest.mark.parametrize("name", ["sac", "mede", "diayn"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_a_checkpoint_and_the_run_resumes(tmp_path, name, sig):
+    script = os.path.join(ROOT, f"{SCRIPTS[name].SCRIPT}.py")
+    flags = ["--env-id", "MultiGoal-v0", "--learning-starts", "100", "--eval-episodes", "1",
+             "--hidden-dim", "16", *(["--disc-hidden-dim", "16", "--num-z", "3"] if name != "sac" else [])]
+    run = subprocess.Popen([sys.executable, script, *flags, "--total-timesteps", "20000"], cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in run.stderr:  # the first progress line (5%, step 1000): training is under way
+        if line.startswith("step "):
+            break
+    run.send_signal(sig)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 128 + sig
+    message = stderr.strip().splitlines()[-1]
+    assert message.startswith("interrupted at step") and "Resume with: " in message and "--resume" in message
+    assert "Traceback" not in stderr
+    run_dir = only_run(tmp_path)
+    assert not (run_dir / "eval.json").exists(), "an interrupted run exits without evaluating"
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    stopped_at = state["global_step"]
+    assert 1000 <= stopped_at < 20000 and f"step {stopped_at}" in message
+
+    # The printed command, exactly as printed (this interpreter, this script), from another directory.
+    command = shlex.split(message.split("Resume with: ", 1)[1])
+    assert command[:2] == [sys.executable, script]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run([*command, "--total-timesteps", str(stopped_at + 200)], cwd=elsewhere, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming {run_dir.name} at step {stopped_at}" in done.stdout
+    assert (run_dir / "eval.json").exists()
+    assert max(losses(run_dir)) >= stopped_at + 100
+
+
+@pytest.mark.parametrize("name", ["sac", "mede", "diayn"])
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys, name):
+    module = SCRIPTS[name]
+    agent_class = {"sac": module.SAC if name == "sac" else None, "mede": getattr(module, "MEDE", None),
+                   "diayn": getattr(module, "DIAYN", None)}[name]
+    real_update, calls = agent_class.update, []
+
+    def poisoned_update(self, batch, step):
+        calls.append(step)
+        if len(calls) == 150:  # update 150 happens at step 249: after the checkpoint at 200
+            with torch.no_grad():
+                next(self.actor.parameters()).fill_(float("nan"))
+        return real_update(self, batch, step)
+
+    monkeypatch.setattr(agent_class, "update", poisoned_update)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(make_args(name, total_timesteps=1000, checkpoint_every=100))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "NaN or infinite" in err and "last good checkpoint" in err and "intact" in err
+    state = torch.load(only_run(tmp_path) / "checkpoint.pt", weights_only=False)
+    assert state["global_step"] == 200
+    assert all(torch.isfinite(t).all() for t in state["agent"]["actor"].values())
+    assert not (only_run(tmp_path) / "eval.json").exists()
+
+
+@pytest.mark.parametrize("name", ["sac", "mede", "diayn"])
+def test_nan_in_the_last_updates_writes_no_model_and_no_evaluation(tmp_path, monkeypatch, capsys, name):
+    # The in-loop check runs every 100 updates; a NaN in the very last update (step 399, after the
+    # check at step 300 and with no checkpoint) must still be caught before the model is saved.
+    module = SCRIPTS[name]
+    agent_class = getattr(module, name.upper())
+    real_update = agent_class.update
+
+    def poisoned_update(self, batch, step):
+        if step == 399:
+            with torch.no_grad():
+                next(self.actor.parameters()).fill_(float("nan"))
+        return real_update(self, batch, step)
+
+    monkeypatch.setattr(agent_class, "update", poisoned_update)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(make_args(name, total_timesteps=400, checkpoint_every=0, save_model=True))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "NaN or infinite" in err and "no model or evaluation written" in err and "no checkpoint" in err
+    assert sorted(p.name for p in only_run(tmp_path).iterdir() if not p.name.startswith("events")) == []
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    path = str(tmp_path / "checkpoint.pt")
+    run_utils.atomic_save({"version": 1}, path)
+
+    def crash(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        run_utils.atomic_save({"version": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=False) == {"version": 1}
+
+
+def command_error(script, *flags, cwd):
+    out = subprocess.run([sys.executable, os.path.join(ROOT, script), *flags], cwd=cwd, capture_output=True,
+                         text=True, timeout=120)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    return lines[0]
+
+
+def test_a_checkpoint_of_another_run_is_rejected_with_a_clear_message(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    mede.main(make_args("mede", total_timesteps=200, checkpoint_every=200, num_z=3))
+    checkpoint = str(only_run(tmp_path) / "checkpoint.pt")
+    error = command_error("sac_continuous.py", "--resume", checkpoint, cwd=tmp_path)
+    assert "written by mede_continuous.py, not sac_continuous.py" in error
+    error = command_error("diayn_continuous.py", "--resume", checkpoint, cwd=tmp_path)
+    assert "written by mede_continuous.py, not diayn_continuous.py" in error
+    error = command_error("mede_continuous.py", "--resume", checkpoint, "--num-z", "4", cwd=tmp_path)
+    assert "belongs to another run" in error and "--num-z 3 (asked: 4)" in error
+    error = command_error("mede_continuous.py", "--resume", checkpoint, "--env-id", "MultiGoalTwo-v0", cwd=tmp_path)
+    assert "--env-id 'MultiGoal-v0' (asked: 'MultiGoalTwo-v0')" in error
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(os.urandom(1000))
+    assert "is not a readable checkpoint" in command_error("mede_continuous.py", "--resume", str(garbage), cwd=tmp_path)
+
+
+def test_nothing_the_user_made_is_overwritten(tmp_path, monkeypatch):
+    """Two runs started in the same second get two directories; a resumed, finished run keeps
+    its first eval.json and model file and writes numbered new ones."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
+    sac.main(make_args("sac", total_timesteps=200, learning_starts=100, checkpoint_every=200, save_model=True))
+    sac.main(make_args("sac", total_timesteps=200, learning_starts=100))
+    first, second = sorted((tmp_path / "runs").iterdir())
+    assert second.name == first.name + ".1"
+    before = (first / "eval.json").read_text()
+    sac.main(sac.parse_args(["--resume", str(first / "checkpoint.pt"), "--total-timesteps", "300"]))
+    assert (first / "eval.json").read_text() == before
+    assert (first / "eval.1.json").exists() and (first / "sac_continuous.1.pt").exists()
+    assert np.isfinite([float(v) for v in losses(first).values()]).all()
+
+
+# ------------------------------------------------------------------- checkpoint size (issue 11)
+def checkpoint_size(root, name, **kwargs):
+    root.mkdir()
+    os.chdir(root)
+    SCRIPTS[name].main(make_args(name, eval_episodes=0, **kwargs))
+    return os.path.getsize(only_run(root) / "checkpoint.pt")
+
+
+@pytest.mark.parametrize("name", ["sac", "mede"])
+def test_checkpoint_size_grows_with_the_steps_taken_not_with_the_buffer_size(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    small = checkpoint_size(tmp_path / "a", name, total_timesteps=300, checkpoint_every=300, buffer_size=1_000)
+    huge = checkpoint_size(tmp_path / "b", name, total_timesteps=300, checkpoint_every=300, buffer_size=1_000_000)
+    longer = checkpoint_size(tmp_path / "c", name, total_timesteps=3000, checkpoint_every=3000, buffer_size=1_000_000)
+    # A 1M-transition buffer of 2-D observations would take at least 1M x 22 bytes; 300 filled rows a few kB.
+    assert abs(huge - small) < 1_000, (small, huge)
+    assert 2_700 * 20 < longer - huge < 2_700 * 80, (huge, longer)
+
+
+# --------------------------------------------------------------------- a copied script (issue 11)
+def copy_of_mede(tmp_path):
+    """`cp mede_continuous.py my_mede.py`, next to the modules it imports, as a researcher does."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for module in ("run_utils.py", "multigoal_env.py", "multidirection_ant.py"):
+        shutil.copy(os.path.join(ROOT, module), project)
+    shutil.copy(os.path.join(ROOT, "mede_continuous.py"), project / "my_mede.py")
+    return str(project / "my_mede.py")
+
+
+SMALL_FLAGS = ["--env-id", "MultiGoal-v0", "--learning-starts", "100", "--eval-episodes", "1", "--hidden-dim", "16",
+               "--disc-hidden-dim", "16", "--num-z", "3"]
+
+
+def test_a_copied_script_names_its_runs_and_resumes_under_its_own_name_from_another_directory(tmp_path):
+    script = copy_of_mede(tmp_path)
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir(), elsewhere.mkdir()
+    run = subprocess.Popen([sys.executable, script, *SMALL_FLAGS, "--total-timesteps", "20000"], cwd=work,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in run.stderr:
+        if line.startswith("step "):
+            break
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=120)
+    run_dir = only_run(work)
+    assert "__my_mede__" in run_dir.name
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["script"] == "my_mede"
+    command = shlex.split(stderr.strip().splitlines()[-1].split("Resume with: ", 1)[1])
+    assert command[:2] == [sys.executable, script]
+    done = subprocess.run([*command, "--total-timesteps", "1500"], cwd=elsewhere, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (run_dir / "eval.json").exists() and not (elsewhere / "runs").exists()
+    # the original script refuses the copy's checkpoint in one line
+    error = command_error("mede_continuous.py", "--resume", str(run_dir), cwd=elsewhere)
+    assert "written by my_mede.py, not mede_continuous.py" in error
+
+
+def test_a_checkpoint_with_flags_the_script_does_not_know_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    mede.main(make_args("mede", total_timesteps=200, checkpoint_every=200))
+    path = only_run(tmp_path) / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    state["args"]["entropy_schedule"] = "cosine"  # a flag of somebody's modified copy
+    torch.save(state, path)
+    error = command_error("mede_continuous.py", "--resume", str(path), cwd=tmp_path)
+    assert "--entropy-schedule" in error and "does not have" in error
+
+
+# ------------------------------------------------------ resume: a directory, a finished run (issue 11)
+def test_resume_accepts_the_run_directory_and_rejects_other_files_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sac.main(make_args("sac", total_timesteps=200, checkpoint_every=200))
+    run_dir = only_run(tmp_path)
+    sac.main(sac.parse_args(["--resume", str(run_dir), "--total-timesteps", "300"]))
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["global_step"] == 300
+    assert "evaluation file, not a checkpoint" in command_error("sac_continuous.py", "--resume",
+                                                                str(run_dir / "eval.json"), cwd=tmp_path)
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    assert "holds no checkpoint.pt" in command_error("sac_continuous.py", "--resume", str(empty), cwd=tmp_path)
+
+
+def test_resuming_a_finished_run_says_so_and_writes_nothing(tmp_path):
+    flags = ["--env-id", "MultiGoal-v0", "--learning-starts", "100", "--total-timesteps", "200", "--eval-episodes", "1",
+             "--hidden-dim", "16", "--checkpoint-every", "200"]
+    script = os.path.join(ROOT, "sac_continuous.py")
+    assert subprocess.run([sys.executable, script, *flags], cwd=tmp_path, capture_output=True).returncode == 0
+    run_dir = only_run(tmp_path)
+    before = sorted(p.name for p in run_dir.iterdir())
+    again = subprocess.run([sys.executable, script, "--resume", str(run_dir)], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "already finished at step 200" in again.stdout
+    assert sorted(p.name for p in run_dir.iterdir()) == before, "nothing new is written"
+    longer = shlex.split(again.stdout.split("To train it longer: ", 1)[1].strip())  # the printed command works
+    assert subprocess.run(longer, cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
+    assert json.loads((run_dir / "eval.1.json").read_text())["global_step"] == 400
+
+
+def test_a_run_that_never_learns_is_warned_about(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    sac.main(make_args("sac", total_timesteps=100, learning_starts=100))
+    assert "only takes random actions and never learns" in capsys.readouterr().err
+
+
+def test_run_dir_is_used_as_given_and_never_reused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sac.main(make_args("sac", total_timesteps=200, checkpoint_every=200, run_dir="trial/run"))
+    assert (tmp_path / "trial" / "run" / "eval.json").exists() and not (tmp_path / "runs").exists()
+    with pytest.raises(run_utils.UsageError, match="already holds a run; continue it with --resume"):
+        sac.main(make_args("sac", total_timesteps=200, run_dir="trial/run"))
+
+
+# ------------------------------------------------------------------------- progress (issue 11)
+def test_progress_rate_is_that_of_the_recent_steps_not_of_the_warm_up(monkeypatch, capsys):
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    progress = run_utils.Progress(total=100_000, start=0, learning_starts=5_000)
+    for second in range(1, 6):  # warm-up: 1000 random steps a second
+        clock[0] += 1
+        progress.update(1000 * second, None)
+    for second in range(1, 121):  # learning: 50 steps a second
+        clock[0] += 1
+        progress.update(5000 + 50 * second, -3.0)
+    assert progress.sps() == pytest.approx(50, rel=0.02)
+    err = capsys.readouterr().err
+    # said once, 30 s into learning (step 6550): (100000 - 6550) / 50 s = 0:31:09
+    assert err.count("learning at 50 steps/s") == 1 and "take about 0:31:09" in err
+    last = [line for line in err.splitlines() if line.startswith("step ")][-1]
+    step = int(last.split()[1].split("/")[0])
+    assert step > 5000 and "| 50 SPS |" in last and f"ETA {run_utils.format_duration((100_000 - step) / 50)}" in last
+
+
+def test_progress_on_a_terminal_clears_the_rest_of_the_line(monkeypatch, capsys):
+    clock = [0.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    progress = run_utils.Progress(total=1000, start=0, learning_starts=0)
+    for step in range(1, 1001):
+        clock[0] += 0.01
+        progress.update(step, None)
+    redraws = capsys.readouterr().err.split("\r")[1:]
+    assert redraws and all(part.rstrip("\n").endswith("\033[K") for part in redraws)
+
+
+# ------------------------------------------------------------- M. Ant directions (issue 15)
+def test_evaluation_records_each_episodes_displacement_and_heading_on_multidirection_ant():
+    constant = torch.tensor([0.5, -0.5, 0.5, -0.5, 0.5, -0.5, 0.5, -0.5])
+    act = lambda obs, z: constant.expand(len(obs), -1) * (1 - 2 * z.unsqueeze(1))  # noqa: E731  (z = 1: the negative)
+    per_z = run_utils.evaluate(act, mede.make_envs, "MultiDirectionAnt-v0", 2, 2, 7, torch.device("cpu"))
+    # The same episodes by hand, torso positions from MuJoCo itself.
+    import gymnasium as gym
+    seeds = iter(range(7, 11))  # a vector env of 4 seeds env i with seed + i
+    for k, entry in enumerate(per_z):
+        for e in range(2):
+            env = gym.make("MultiDirectionAnt-v0")
+            env.reset(seed=next(seeds))
+            start = env.unwrapped.get_body_com("torso")[:2].copy()
+            done, steps = False, 0
+            while not done:
+                _, _, terminated, truncated, _ = env.step((constant * (1 - 2 * k)).numpy())
+                done, steps = terminated or truncated, steps + 1
+            end = env.unwrapped.get_body_com("torso")[:2]
+            np.testing.assert_allclose(entry["displacements"][e], end - start, atol=1e-9)
+            dx, dy = end - start
+            assert entry["headings"][e] == pytest.approx(np.degrees(np.arctan2(dy, dx)))
+            if e == 0:
+                assert len(entry["path"]) == steps // 10 + 2 and entry["path"][-1] == pytest.approx(list(end))
+    assert -180 <= per_z[0]["mean_heading"] <= 180
+
+
+def test_direction_diversity_by_hand():
+    assert run_utils.direction_diversity([10.0, 100.0, -170.0, -80.0]) == {"min_heading_gap": 90.0, "quadrants": 4}
+    assert run_utils.direction_diversity([5.0, 15.0, 355.0]) == {"min_heading_gap": 10.0, "quadrants": 2}
+    assert run_utils.direction_diversity([-179.0, 179.0])["min_heading_gap"] == pytest.approx(2.0)
+
+
+# ------------------------------------------------------------ the held-out measure (issue 13)
+def test_the_held_out_measure_cannot_be_inflated_by_memorising_the_replay_buffer():
+    """Transitions whose z carries no information (a policy that ignores z): discriminators
+    trained on a replay buffer of them memorise it, so their replay-batch log q rises far above
+    chance, while the held-out measure, on fresh transitions, stays at chance or below. If the
+    held-out path scored training data it would rise too, and this test would fail."""
+    num_z, chance = 4, math.log(1 / 4)
+    torch.manual_seed(0)
+    args = mede.Args(num_z=num_z, hidden_dim=32, disc_hidden_dim=256, disc_lr=1e-3)
+    agent = mede.MEDE(11, 3, -np.ones(3), np.ones(3), args, torch.device("cpu"))
+    with torch.no_grad():
+        agent.actor.net.weights[0][:, 11:] = 0  # the one-hot z no longer reaches the policy
+    state_action_disc, state_disc = agent.disc, agent.state_disc
+    # The replay buffer: 500 steps of each z's (identical) policy, labelled with that z.
+    obs, actions, z = run_utils.collect_transitions(agent.act, mede.make_envs, "Hopper-v4", num_z, 500, 1,
+                                                    torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2000):  # the discriminators' training on replay batches, as in `update`
+        idx = torch.randint(len(z), (256,), generator=g)
+        loss_sa, replay_log_q_sa, _ = state_action_disc.loss(torch.cat([obs[idx], actions[idx]], -1), z[idx])
+        loss_s, replay_log_q_s, _ = state_disc.loss(obs[idx], z[idx])
+        agent.disc_optimizer.zero_grad()
+        (loss_sa + loss_s).backward()
+        agent.disc_optimizer.step()
+    assert replay_log_q_sa > chance + 0.4 and replay_log_q_s > chance + 0.4, (replay_log_q_sa, replay_log_q_s)
+
+    held_out = run_utils.held_out_measure(agent.act, mede.make_envs, "Hopper-v4", num_z, 500, 2, torch.device("cpu"),
+                                          state_action_disc, state_disc)
+    assert held_out["measure/log_q_z_given_sa"] < chance + 0.05, held_out
+    assert held_out["measure/log_q_z_given_s"] < chance + 0.05, held_out
+    assert held_out["measure/accuracy_z_given_sa"] < 0.25 + 0.05 and held_out["measure/accuracy_z_given_s"] < 0.3
