@@ -13,13 +13,10 @@ discriminator reaches the policy: it only sees the augmented reward through the 
     python diayn_continuous.py --env-id MultiDirectionAnt-v0 --num-z 4 --separate-networks \
         --hidden-dim 128 --alpha 1 --reward-scale 5
 
-Two ways to hold |Z| agents: shared (default), ONE actor and ONE pair of critics with z as a
-one-hot input, z drawn from p(z) = 1/|Z| at the start of every episode; or
-`--separate-networks` (paper appendix B), every z with its own actor, critics, env and buffer.
-Both are the same code: every network is an ensemble of M members (M = 1 shared, M = |Z|
-separate) run as one batched matmul, and every batch has the shape [M, batch, ...].
-The algorithm is everything above `main`; run_utils.py holds the plumbing (checkpoints,
-progress, evaluation files), which needs no edit to change the algorithm.
+Shared networks (default; z as a one-hot input, drawn from p(z) = 1/|Z| every episode) and
+`--separate-networks` (paper appendix B: every z its own actor, critics, env and buffer) are the
+same code: every network is an ensemble of M members (M = 1 or |Z|), every batch [M, batch, ...].
+run_utils.py holds the plumbing (checkpoints, progress, evaluation files): no edit needed there.
 """
 
 import os
@@ -40,18 +37,19 @@ import torch.nn.functional as F
 import multidirection_ant  # noqa: F401  (registers MultiDirectionAnt-v0)
 import multigoal_env  # noqa: F401  (registers MultiGoal-v0 and MultiGoalTwo-v0)
 import run_utils
-from run_utils import EVAL_SEED_OFFSET, Run, RunArgs, UsageError
+from run_utils import MeasureArgs, Run, UsageError
 
 SCRIPT = run_utils.script_name(__file__)  # "diayn_continuous", or the name of a copy
 MEASUREMENTS = ("log_q_z_given_sa", "log_q_z_given_s", "accuracy_z_given_sa", "accuracy_z_given_s")
+SAVED_NETWORKS = ("actor", "qf", "disc", "action_disc")  # what --save-model keeps
 
 
 @dataclass
-class Args(RunArgs):  # + the run's flags (--seed, --cuda, --threads, --checkpoint-every, --resume, ...)
+class Args(MeasureArgs):  # + run_utils' flags: --seed, --threads, --checkpoint-every, --resume, --measure-every...
     exp_name: str = SCRIPT
     """the name of this experiment (part of the run name)"""
     env_id: str = "Hopper-v4"
-    """the id of the environment: any gymnasium id with a Box action space, or this project's MultiGoal-v0, MultiGoalTwo-v0, MultiDirectionAnt-v0"""
+    """any gymnasium env id with a Box action space, e.g. this project's MultiGoal-v0, MultiDirectionAnt-v0"""
     total_timesteps: int = 1000000
     """total environment steps of the experiment, summed over all envs (rounded down to a multiple of them)"""
     num_z: int = 4
@@ -92,31 +90,23 @@ class Args(RunArgs):  # + the run's flags (--seed, --cuda, --threads, --checkpoi
     """width of the two hidden layers of the actor and of each critic"""
     disc_hidden_dim: int = 256
     """width of the two hidden layers of the discriminators"""
-    measure_every: int = 5000
-    """every this many environment steps, score fresh transitions of every z with both discriminators (0: never)"""
-    measure_steps: int = 1000
-    """environment steps of every z in each held-out measurement (--measure-every)"""
 
 
 def check_args(args: Args) -> None:
-    run_utils.require(args, positive=["total_timesteps", "buffer_size", "batch_size", "policy_frequency",
-                                      "target_network_frequency", "hidden_dim", "disc_hidden_dim", "policy_lr",
-                                      "q_lr", "disc_lr", "threads", "measure_steps"],
-                      non_negative=["learning_starts", "eval_episodes", "checkpoint_every", "disc_coef",
-                                    "reward_scale", "measure_every"])
+    run_utils.require(args, non_negative=["learning_starts", "disc_coef", "reward_scale"],
+                      positive=["total_timesteps", "buffer_size", "batch_size", "policy_frequency", "q_lr", "disc_lr",
+                                "target_network_frequency", "hidden_dim", "disc_hidden_dim", "policy_lr"])
     if args.num_z < 2:
         raise UsageError(f"--num-z must be at least 2 (DIAYN learns |Z| distinct policies), got {args.num_z}")
-    for name in ("batch_size", "total_timesteps", "buffer_size"):
-        if args.separate_networks and getattr(args, name) < args.num_z:
-            raise UsageError(f"{run_utils.flag(name)} ({getattr(args, name)}) must be at least --num-z ({args.num_z}) "
-                             "with --separate-networks: every agent needs its share")
+    for name in ("batch_size", "total_timesteps", "buffer_size") if args.separate_networks else ():
+        if getattr(args, name) < args.num_z:  # every agent needs its share
+            raise UsageError(f"{run_utils.flag(name)} ({getattr(args, name)}) must be at least --num-z ({args.num_z})")
 
 
 # ----------------------------------------------------------------------------- environment
 def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
-    """`num_envs` copies of `env_id` in one synchronous vector env with SAME_STEP autoreset:
-    when an episode ends, `step` returns the first observation of the next episode and puts
-    the last one of the finished episode in `infos["final_obs"]`."""
+    """`num_envs` copies of `env_id`, SAME_STEP autoreset: when an episode ends, `step` returns the
+    next episode's first observation and the finished one's last in `infos["final_obs"]`."""
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
                             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
@@ -130,9 +120,8 @@ def transitions_to_store(next_obs: np.ndarray, infos: dict) -> np.ndarray:
     """The s' of each env's transition: `next_obs`, except where an episode just ended, where
     it is the episode's true last observation and not the first one of the next episode."""
     real_next_obs = next_obs.copy()
-    if "_final_obs" in infos:
-        for i in np.flatnonzero(infos["_final_obs"]):
-            real_next_obs[i] = infos["final_obs"][i]
+    for i in np.flatnonzero(infos.get("_final_obs", [])):
+        real_next_obs[i] = infos["final_obs"][i]
     return real_next_obs
 
 
@@ -187,9 +176,8 @@ class ReplayBuffer:
 
 # --------------------------------------------------------------------------------- networks
 class EnsembleMLP(nn.Module):
-    """`members` independent MLPs (ReLU between layers) whose weights are stacked as
-    [members, fan_in, fan_out]: input [members, B, sizes[0]] -> output [members, B, sizes[-1]],
-    all members in one batched matmul per layer."""
+    """`members` independent MLPs (ReLU between layers), weights stacked as [members, fan_in, fan_out]:
+    [members, B, sizes[0]] -> [members, B, sizes[-1]], all members in one batched matmul per layer."""
 
     def __init__(self, members: int, sizes: list[int]):
         super().__init__()
@@ -200,8 +188,7 @@ class EnsembleMLP(nn.Module):
             self.biases.append(nn.Parameter(torch.empty(members, 1, fan_out).uniform_(-bound, bound)))
 
     def forward(self, x: torch.Tensor, train_params: bool = True) -> torch.Tensor:
-        """With `train_params=False` the weights are detached: a loss on the output sends
-        gradient to the input `x` but not to this network."""
+        """`train_params=False` detaches the weights: a loss sends gradient to `x`, not to the network."""
         last = len(self.weights) - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             if not train_params:
@@ -211,11 +198,10 @@ class EnsembleMLP(nn.Module):
         return x
 
 
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
-
-
 class Actor(nn.Module):
     """Tanh-squashed Gaussian policies π_φ(a|s, z) of M members, rescaled to the action bounds."""
+
+    LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
     def __init__(self, members: int, in_dim: int, act_dim: int, hidden_dim: int, action_low, action_high):
         super().__init__()
@@ -226,7 +212,7 @@ class Actor(nn.Module):
 
     def forward(self, policy_in: torch.Tensor):
         mean, log_std = self.net(policy_in).chunk(2, dim=-1)
-        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
+        log_std = self.LOG_STD_MIN + 0.5 * (self.LOG_STD_MAX - self.LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         return mean, log_std
 
     def sample(self, policy_in: torch.Tensor):
@@ -256,10 +242,8 @@ class TwinQNetwork(nn.Module):
 
     def forward(self, policy_in: torch.Tensor, actions: torch.Tensor, train_params: bool = True) -> torch.Tensor:
         """[2, M, B]: both critics' values Q_j(s, a, z) for every member."""
-        x = torch.cat([policy_in, actions], dim=-1)  # [M, B, in]
-        members, batch = x.shape[:2]
-        q = self.net(x.repeat(2, 1, 1), train_params)  # member m's Q_1 is row m, its Q_2 row M + m
-        return q.view(2, members, batch)
+        x = torch.cat([policy_in, actions], dim=-1)  # [M, B, in]; member m's Q_1 is row m, its Q_2 row M + m
+        return self.net(x.repeat(2, 1, 1), train_params).view(2, *x.shape[:2])
 
 
 class Discriminator(nn.Module):
@@ -279,9 +263,8 @@ class Discriminator(nn.Module):
         return self.logits(x, train_params).log_softmax(-1).gather(-1, z.unsqueeze(-1)).squeeze(-1)
 
     def loss(self, x: torch.Tensor, z: torch.Tensor):
-        """The discriminator's loss (paper §4, maximum likelihood of ρ): the cross-entropy
-        E[-log q(z|x)] against the true z (x [B, in_dim], z [B]); also returns the batch's mean
-        log q(z|x) and accuracy."""
+        """The discriminator's loss (paper §4, maximum likelihood of ρ): E[-log q(z|x)] of the true z
+        (x [B, in_dim], z [B]); also the batch's mean log q(z|x) and accuracy."""
         logits = self.logits(x)
         log_q = -F.cross_entropy(logits, z, reduction="none")
         accuracy = (logits.argmax(-1) == z).float().mean()
@@ -336,8 +319,7 @@ def actor_loss(actor: Actor, qf: TwinQNetwork, obs: torch.Tensor, z: torch.Tenso
 
 
 def alpha_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, target_entropy: float):
-    """J(α) = E[-α (log π(a|s, z) + H̄)] (SAC's temperature loss, Haarnoja et al. 2018b §5):
-    raises α while the entropy is below the target H̄."""
+    """J(α) = E[-α (log π(a|s, z) + H̄)] (Haarnoja et al. 2018b §5): α rises while the entropy is below H̄."""
     return (-log_alpha.exp() * (log_pi + target_entropy)).mean()
 
 
@@ -362,16 +344,16 @@ class DIAYN:
         self.qf = TwinQNetwork(members, in_dim, act_dim, args.hidden_dim).to(device)
         self.qf_target = copy.deepcopy(self.qf).requires_grad_(False)
         self.disc = Discriminator(obs_dim, args.disc_hidden_dim, args.num_z).to(device)  # q_ρ(z|s)
-        self.action_disc = Discriminator(obs_dim + act_dim, args.disc_hidden_dim, args.num_z).to(device)  # q(z|s,a): measurement only
+        # q(z|s,a): for the measures only
+        self.action_disc = Discriminator(obs_dim + act_dim, args.disc_hidden_dim, args.num_z).to(device)
         self.q_optimizer = torch.optim.Adam(self.qf.parameters(), lr=args.q_lr, fused=True)
         # The two discriminators are independent networks trained side by side by one optimizer.
         disc_params = [*self.disc.parameters(), *self.action_disc.parameters()]
         self.disc_optimizer = torch.optim.Adam(disc_params, lr=args.disc_lr, fused=True)
         self.target_entropy = -float(act_dim)
         self.log_alpha = torch.full((1,), math.log(args.alpha), device=device, requires_grad=args.autotune)
-        # The actor and the temperature have independent losses: one backward and one Adam step
-        # (two parameter groups, two learning rates) serve both. The temperature loss uses the
-        # log π of the actor loss's sample, drawn before the actor step (CleanRL draws another after).
+        # Actor and temperature: one backward and one Adam step (two parameter groups) serve both losses;
+        # α's loss uses the log π of the actor loss's sample, drawn before the actor step (CleanRL: after).
         policy_groups = [{"params": self.actor.parameters(), "lr": args.policy_lr}]
         if args.autotune:
             policy_groups.append({"params": [self.log_alpha], "lr": args.q_lr})
@@ -436,52 +418,33 @@ class DIAYN:
                 "log_alpha": self.log_alpha}
 
 
-# ------------------------------------------------------------------------------- evaluation
 def load_model(path: str, device: str | torch.device = "cpu"):
-    """Load a `--save-model` file (or a checkpoint) for evaluation or plotting.
-
-    Returns (agent, args): a DIAYN whose actor, critics and discriminators hold the saved
-    weights (use `agent.act`, `agent.qf`, `agent.disc`), and the run's Args."""
-    state = run_utils.read_checkpoint(path, SCRIPT)
-    args, dims = Args(**state["args"]), state["dims"]
-    agent = DIAYN(dims["obs_dim"], dims["act_dim"], dims["action_low"], dims["action_high"], args, torch.device(device))
-    for name in ("actor", "qf", "disc", "action_disc"):
-        getattr(agent, name).load_state_dict(state["agent"][name])
-        getattr(agent, name).eval()
-    return agent, args
+    """Load a `--save-model` file (or a checkpoint) for evaluation or plotting. Returns (agent, args):
+    a DIAYN whose actor, critics and discriminators hold the saved weights (`agent.act`, `agent.qf`)."""
+    return run_utils.load_model(path, SCRIPT, Args, DIAYN, SAVED_NETWORKS, device)
 
 
 # ------------------------------------------------------------------------------------ main
 def main(args: Args) -> dict | None:
     """Train, evaluate, and return the evaluation (the content of eval.json)."""
     check_args(args)
-    run = Run(args, __file__)  # seeds, threads, device; with --resume, the checkpoint to continue
+    run = Run(args, __file__)  # TRY NOT TO MODIFY: seeds, threads, device; --resume's checkpoint
     device = run.device
 
-    # One env per agent: the shared networks act in one env, separate networks in |Z| (env i runs z = i).
-    num_envs = args.num_z if args.separate_networks else 1
+    num_envs = args.num_z if args.separate_networks else 1  # separate networks: env i runs z = i
     envs = make_envs(args.env_id, num_envs)
-    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
-    action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
-    dims = {"obs_dim": obs_dim, "act_dim": act_dim, "action_low": action_low, "action_high": action_high}
-    agent = DIAYN(obs_dim, act_dim, action_low, action_high, args, device)
-    rb = ReplayBuffer(args.buffer_size // num_envs, num_envs, obs_dim, act_dim, device)
+    dims = run_utils.env_dims(envs)  # obs_dim, act_dim, action_low, action_high
+    agent = DIAYN(**dims, args=args, device=device)
+    rb = ReplayBuffer(args.buffer_size // num_envs, num_envs, dims["obs_dim"], dims["act_dim"], device)
     z_rng = np.random.default_rng(args.seed)  # draws z ~ p(z) at the start of every episode
     z = np.arange(num_envs) if args.separate_networks else z_rng.integers(args.num_z, size=num_envs)
-    envs.action_space.seed(args.seed)
-    obs, _ = envs.reset(seed=args.seed)
     total_steps = args.total_timesteps // num_envs * num_envs  # every iteration steps every env once
-    obs, start_step = run.start(agent, rb, envs, obs, dims, total_steps, z=z, z_rng=z_rng)
+    obs, start_step = run.start(agent, rb, envs, dims, total_steps, z=z, z_rng=z_rng)  # seeds and resets envs
 
-    def measure(step: int) -> None:  # the held-out discriminability of Figure 2, every --measure-every steps
-        if args.measure_every and step > 0 and step % args.measure_every < num_envs:
-            seed = run_utils.seed_from(args.seed, step)
-            run.log_scalars(run_utils.held_out_measure(agent.act, make_envs, args.env_id, args.num_z, args.measure_steps,
-                                                       seed, device, agent.action_disc, agent.disc), step)
-
-    with run.training():  # SIGINT/SIGTERM: checkpoint and exit; NaN: stop, keep the last good checkpoint
+    with run.training():  # TRY NOT TO MODIFY: SIGINT/SIGTERM -> checkpoint and exit; NaN -> stop
         for global_step in range(start_step, total_steps, num_envs):
-            measure(global_step)
+            run.measure(global_step, agent.act, make_envs, agent.action_disc, agent.disc)  # held out, Fig. 2
+            # ALGO LOGIC: act
             if global_step < args.learning_starts:
                 actions = envs.action_space.sample()
             else:
@@ -491,36 +454,25 @@ def main(args: Args) -> dict | None:
 
             next_obs, rewards, terminations, truncations, infos = envs.step(actions)
             run.log_episodes(infos, global_step, z)
-            # Truncated transitions are stored with termination 0, so they bootstrap.
+            # ALGO LOGIC: store (truncated transitions are stored with termination 0, so they bootstrap)
             rb.add(obs, transitions_to_store(next_obs, infos), actions, rewards, terminations, z)
             if not args.separate_networks:  # a new episode draws a new z
                 ended = np.flatnonzero(terminations | truncations)
                 z[ended] = z_rng.integers(args.num_z, size=len(ended))
             obs = next_obs
 
-            if global_step >= args.learning_starts:
+            if global_step >= args.learning_starts:  # ALGO LOGIC: update
                 info = agent.update(rb.sample(args.batch_size), global_step // num_envs)
                 run.log_losses(info, global_step, global_step // num_envs, charts=MEASUREMENTS)
             run.step_done(global_step + num_envs, obs)  # progress, periodic checkpoint
-        measure(total_steps)
+        run.measure(total_steps, agent.act, make_envs, agent.action_disc, agent.disc)
 
-    if args.save_model:
-        run.save_model({name: getattr(agent, name).state_dict() for name in ("actor", "qf", "disc", "action_disc")})
-    result, deterministic = None, lambda obs, z: agent.act(obs, z, deterministic=True)
-    if args.eval_episodes > 0:
-        per_z = run_utils.evaluate(deterministic, make_envs, args.env_id, args.num_z, args.eval_episodes,
-                                   args.seed + EVAL_SEED_OFFSET, device)
-        result = run.write_evaluation("DIAYN", per_z, separate_networks=args.separate_networks, disc_coef=args.disc_coef)
-    if args.capture_video:
-        run.record_videos(deterministic, args.num_z)
+    # TRY NOT TO MODIFY: --save-model, the evaluation (eval.json) and --capture-video
+    deterministic = lambda obs, z: agent.act(obs, z, deterministic=True)  # noqa: E731
+    result = run.finish(agent, SAVED_NETWORKS, deterministic, make_envs, "DIAYN", args.num_z,
+                        separate_networks=args.separate_networks, disc_coef=args.disc_coef)
     envs.close()
-    run.close()
     return result
-
-
-def parse_args(argv: list[str] | None = None) -> Args:
-    """The command line; with `--resume RUN`, flags not given are the run's own."""
-    return run_utils.parse_args(Args, __file__, argv)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ table1 Average and max return (mean ± std over seeds) per algorithm, environmen
        (printed and written) and CSV.
 ant    M. Ant: the deterministic torso path of every z in the xy-plane (one colour per z, SAC
        in black) with an arrow along each z's mean heading, one panel per run, from eval.json.
+goals  Multigoal: how often each policy (SAC, or every MEDE z) reaches each goal over N
+       stochastic (or deterministic) episodes, from a `--save-model` file.
 """
 
 import argparse
@@ -192,6 +194,46 @@ def figure1(args) -> str:
     fig.suptitle(f"Figure 1 on {env_id}: SAC and MEDE paths (top); soft Q-values over the action space "
                  "at the three marked states (below)", fontsize=12, y=0.93)
     return save(fig, args.out)
+
+
+def goal_counts(args) -> str:
+    """How often each policy reaches each goal over `--episodes` episodes (stochastic by default)."""
+    script = torch.load(args.model, map_location="cpu", weights_only=False, mmap=True).get("script", "?") \
+        if os.path.isfile(args.model) else "?"
+    if script == "sac_continuous":
+        act, _, model_args = load_sac(args.model)
+        policies = {"SAC": lambda s: act(s, args.deterministic)}
+    elif script == "mede_continuous":
+        act, _, model_args = load_mede(args.model)
+        policies = {f"z = {z}": (lambda s, z=z: act(s, z, args.deterministic)) for z in range(model_args.num_z)}
+    else:
+        raise PlotError(f"{args.model} is not a --save-model file of sac_continuous.py or mede_continuous.py")
+    if not model_args.env_id.startswith("MultiGoal"):
+        raise PlotError(f"goals needs a Multigoal model, got one of {model_args.env_id}")
+    import gymnasium as gym
+
+    import multigoal_env  # noqa: F401
+
+    torch.manual_seed(args.seed)  # the policies' action noise
+    num_goals = len(gym.spec(model_args.env_id).kwargs["goals"])
+    kind = "deterministic" if args.deterministic else "stochastic"
+    lines = [f"{args.model}: goals reached in {args.episodes} {kind} episodes per policy",
+             "| policy | " + " | ".join(f"goal {g}" for g in range(num_goals)) + " | none |",
+             "|---|" + "---|" * (num_goals + 1)]
+    env = gym.make(model_args.env_id)
+    for name, policy in policies.items():
+        counts = [0] * (num_goals + 1)
+        for episode in range(args.episodes):
+            obs, _ = env.reset(seed=args.seed + episode)
+            done, goal = False, -1
+            while not done:
+                obs, _, terminated, truncated, info = env.step(policy(obs))
+                done, goal = terminated or truncated, info["goal_index"]
+            counts[goal] += 1  # goal -1 (none) is the last column
+        lines.append(f"| {name} | " + " | ".join(str(c) for c in counts) + " |")
+    env.close()
+    print("\n".join(lines))
+    return "the table above"
 
 
 # ------------------------------------------------------------------------------------ Figure 2
@@ -394,6 +436,12 @@ def parse_args(argv=None):
     p1.add_argument("--resolution", type=int, default=61, help="grid points per action dimension")
     p1.add_argument("--seed", type=int, default=0, help="seed of the rollouts")
     p1.add_argument("--out", default="docs/figure1.png", help="output PNG")
+    p5 = sub.add_parser("goals", help="how often each Multigoal policy reaches each goal (from a --save-model file)",
+                        formatter_class=defaults)
+    p5.add_argument("model", help="sac_continuous.pt or mede_continuous.pt of a Multigoal run")
+    p5.add_argument("--episodes", type=int, default=100, help="episodes per policy")
+    p5.add_argument("--deterministic", action="store_true", help="the mean action instead of sampling")
+    p5.add_argument("--seed", type=int, default=0, help="seed of the first episode's start (then +1, +2, ...)")
     p2 = sub.add_parser("fig2", help="discriminability curves, MEDE against DIAYN (from TensorBoard logs)",
                         formatter_class=defaults)
     p2.add_argument("--mede", nargs="*", default=[], help="MEDE run directories (one per seed)")
@@ -419,7 +467,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> str:
     args = parse_args(argv)
-    return {"fig1": figure1, "fig2": figure2, "table1": table1, "ant": figure_ant}[args.command](args)
+    return {"fig1": figure1, "fig2": figure2, "table1": table1, "ant": figure_ant, "goals": goal_counts}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,16 @@ class RunArgs:
     """where the run writes (default: runs/{env_id}__{exp_name}__{seed}__{unix time}); must be new or empty"""
 
 
+@dataclasses.dataclass
+class MeasureArgs(RunArgs):
+    """The run's flags, and those of the held-out discriminability measure (MEDE and DIAYN, Figure 2)."""
+
+    measure_every: int = 5000
+    """every this many environment steps, score fresh transitions of every z with both discriminators (0: never)"""
+    measure_steps: int = 1000
+    """environment steps of every z in each held-out measurement (--measure-every)"""
+
+
 class UsageError(Exception):
     """Bad input from the user: reported as one line on stderr, exit code 2."""
 
@@ -91,7 +101,10 @@ def flag(name: str) -> str:
 
 
 def require(args, positive=(), non_negative=()) -> None:
-    """One clear line for a flag outside its range."""
+    """One clear line for a flag outside its range (the run's own flags are checked too)."""
+    positive = [*positive, "threads", *(["measure_steps"] if isinstance(args, MeasureArgs) else [])]
+    non_negative = [*non_negative, "eval_episodes", "checkpoint_every",
+                    *(["measure_every"] if isinstance(args, MeasureArgs) else [])]
     for name in positive:
         if getattr(args, name) <= 0:
             raise UsageError(f"{flag(name)} must be positive, got {getattr(args, name)}")
@@ -128,17 +141,40 @@ def parse_args(args_class, file: str, argv: list[str] | None = None):
             given = argv[i + 1] if token == "--resume" else token.split("=", 1)[1]
             path = checkpoint_path(given)
             saved = read_checkpoint(path, script_name(file))["args"]
-            known = {field.name for field in dataclasses.fields(args_class)}
-            unknown = sorted(set(saved) - known)
-            if unknown:
-                raise UsageError(f"{path} was written by a version of {script_name(file)}.py with the flags "
-                                 f"{', '.join(map(flag, unknown))}, which this one does not have")
-            default = args_class(**{**saved, "resume": path})
+            default = args_from(args_class, {**saved, "resume": path}, path, script_name(file))
             if token == "--resume":
                 argv[i + 1] = path
             else:
                 argv[i] = f"--resume={path}"
     return tyro.cli(args_class, default=default, args=argv)
+
+
+def args_from(args_class, saved: dict, path: str, script: str):
+    """The `Args` a checkpoint or model file was written with; one line if it has flags this script lacks."""
+    unknown = sorted(set(saved) - {field.name for field in dataclasses.fields(args_class)})
+    if unknown:
+        raise UsageError(f"{path} was written by a version of {script}.py with the flags "
+                         f"{', '.join(map(flag, unknown))}, which this one does not have")
+    return args_class(**saved)
+
+
+def load_model(path: str, script: str, args_class, agent_class, names, device="cpu"):
+    """Rebuild an agent from a `--save-model` file (or a checkpoint) of `script`, with the saved
+    weights of the networks `names`, in eval mode. Returns (agent, args)."""
+    state = read_checkpoint(path, script)
+    args = args_from(args_class, state["args"], path, script)
+    agent = agent_class(**state["dims"], args=args, device=torch.device(device))
+    for name in names:
+        getattr(agent, name).load_state_dict(state["agent"][name])
+        getattr(agent, name).eval()
+    return agent, args
+
+
+def env_dims(envs) -> dict:
+    """The sizes and action bounds an agent is built from (saved with the model)."""
+    space, action_space = envs.single_observation_space, envs.single_action_space
+    return {"obs_dim": space.shape[0], "act_dim": action_space.shape[0], "action_low": action_space.low,
+            "action_high": action_space.high}
 
 
 def checkpoint_path(path: str) -> str:
@@ -392,14 +428,14 @@ class Run:
     not the algorithm.
 
         run = Run(args, __file__)          # threads, seeds, device; --resume reads its checkpoint
-        obs, start = run.start(agent, rb, envs, obs, dims, total, z=z, z_rng=z_rng)
+        obs, start = run.start(agent, rb, envs, dims, total, z=z, z_rng=z_rng)
         with run.training():               # SIGINT/SIGTERM -> checkpoint; NaN -> stop
             for global_step in range(start, total, num_envs):
                 ...                        # act, step, store, update
                 run.log_episodes(infos, global_step, z)
                 run.log_losses(info, global_step, update_step)
                 run.step_done(global_step + num_envs, obs)   # progress, periodic checkpoint
-        run.write_evaluation(...)
+        result = run.finish(agent, ...)    # --save-model, eval.json, --capture-video
 
     The checkpoint holds the agent, the replay buffer, every RNG, each env's simulator state
     and the loop variables given to `start` as keywords (arrays and numpy generators, restored
@@ -424,7 +460,8 @@ class Run:
             if os.path.isdir(self.dir) and os.listdir(self.dir):
                 raise UsageError(f"{args.run_dir} is not empty; choose another --run-dir")
         else:
-            self.dir = free_path(os.path.join("runs", f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"))
+            name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+            self.dir = os.path.abspath(free_path(os.path.join("runs", name)))
         self.name = os.path.basename(self.dir)
         self.checkpoint_path = os.path.join(self.dir, "checkpoint.pt")
 
@@ -440,11 +477,13 @@ class Run:
         """A command line that runs this script again, as it ran: this interpreter, this file."""
         return shlex.join([sys.executable, self.script_path, *flags])
 
-    def start(self, agent, buffer, envs, obs: np.ndarray, dims: dict, total_steps: int, **loop_state):
-        """Create the run directory and the TensorBoard writer; on --resume, restore the agent,
-        the buffer, the RNGs, the envs and the `loop_state` objects in place. Returns (obs, the
-        first step). Exits early, saying so, when the resumed run has nothing left to do."""
+    def start(self, agent, buffer, envs, dims: dict, total_steps: int, **loop_state):
+        """Seed and reset the envs, create the run directory and the TensorBoard writer; on --resume,
+        restore the agent, the buffer, the RNGs, the envs and the `loop_state` objects in place.
+        Returns (obs, the first step). Exits early, saying so, when a resumed run has nothing to do."""
         args = self.args
+        envs.action_space.seed(args.seed)
+        obs, _ = envs.reset(seed=args.seed)
         self.agent, self.buffer, self.envs, self.dims, self.loop_state = agent, buffer, envs, dims, loop_state
         self.total_steps, start_step = total_steps, 0
         if args.total_timesteps <= args.learning_starts:
@@ -456,9 +495,10 @@ class Run:
             changed = {name for name, value in dataclasses.asdict(args).items()
                        if name != "resume" and state["args"].get(name, value) != value}
             evaluated = args.eval_episodes == 0 or os.path.exists(os.path.join(self.dir, "eval.json"))
-            if start_step >= total_steps and evaluated and not changed & {"eval_episodes", "save_model", "capture_video"}:
+            asks_for_more = changed & {"eval_episodes", "save_model", "capture_video"}
+            if start_step >= total_steps and evaluated and not asks_for_more:
                 print(f"{self.name} already finished at step {start_step}; its results are in {self.dir}. "
-                      f"To train it longer: {self.command('--resume', self.dir, '--total-timesteps', str(2 * start_step))}")
+                      f"To train it longer: {self.command('--resume', self.dir, '--total-timesteps', str(2 * total_steps))}")
                 raise SystemExit(0)
             load_state(agent.modules(), state["agent"])
             buffer.load_state_dict(state["buffer"])
@@ -541,7 +581,8 @@ class Run:
         loop_state = {name: value.bit_generator.state if isinstance(value, np.random.Generator) else value.copy()
                       for name, value in self.loop_state.items()}
         atomic_save({"script": self.script, "args": dataclasses.asdict(self.args), "dims": self.dims,
-                     "global_step": next_step, "agent": state_of(self.agent.modules()), "buffer": self.buffer.state_dict(),
+                     "global_step": next_step, "agent": state_of(self.agent.modules()),
+                     "buffer": self.buffer.state_dict(),
                      "rng": rng_states(), "action_space_rng": self.envs.action_space.np_random.bit_generator.state,
                      "envs": env_states(self.envs), "obs": obs, "episode_returns": self.envs.episode_returns.copy(),
                      "episode_lengths": self.envs.episode_lengths.copy(), "recent_returns": list(self.recent_returns),
@@ -577,9 +618,10 @@ class Run:
         self.progress.close()
 
     # ------------------------------------------------------------------ after the loop
-    def save_model(self, weights: dict) -> None:
-        """`--save-model`: the networks' weights and the arguments, for `load_model`."""
+    def save_model(self, agent, names) -> None:
+        """`--save-model`: the weights of the agent's networks `names` and the arguments, for `load_model`."""
         path = free_path(os.path.join(self.dir, f"{self.args.exp_name}.pt"))
+        weights = {name: getattr(agent, name).state_dict() for name in names}
         atomic_save({"script": self.script, "args": dataclasses.asdict(self.args), "dims": self.dims,
                      "agent": weights}, path)
         print(f"model saved to {path}")
@@ -613,8 +655,30 @@ class Run:
         record_videos(act, self.args.env_id, num_z, self.args.seed + EVAL_SEED_OFFSET, paths, self.device)
         print(f"videos saved to {os.path.join(self.dir, 'videos')}")
 
-    def close(self) -> None:
+    def finish(self, agent, saved_networks, act, make_envs, algorithm: str, num_z: int, **extra) -> dict | None:
+        """After training: `--save-model`, the evaluation (eval.json; returned) and `--capture-video`,
+        with the deterministic policy `act(obs [N, obs_dim], z [N]) -> actions [N, act_dim]`."""
+        if self.args.save_model:
+            self.save_model(agent, saved_networks)
+        result = None
+        if self.args.eval_episodes > 0:
+            per_z = evaluate(act, make_envs, self.args.env_id, num_z, self.args.eval_episodes,
+                             self.args.seed + EVAL_SEED_OFFSET, self.device)
+            result = self.write_evaluation(algorithm, per_z, **extra)
+        if self.args.capture_video:
+            self.record_videos(act, num_z)
         self.writer.close()
+        return result
+
+    def measure(self, step: int, act, make_envs, state_action_disc, state_disc) -> None:
+        """Every --measure-every steps, the held-out discriminability (`held_out_measure`), with fresh
+        episodes and action noise seeded from (seed, step)."""
+        every, num_envs = self.args.measure_every, self.envs.num_envs
+        if every and step > 0 and step % every < num_envs:
+            seed = seed_from(self.args.seed, step)
+            args = self.args
+            self.log_scalars(held_out_measure(act, make_envs, args.env_id, args.num_z, args.measure_steps, seed,
+                                              self.device, state_action_disc, state_disc), step)
 
 
 # ------------------------------------------------------------------------- evaluation

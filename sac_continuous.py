@@ -32,7 +32,7 @@ import torch.nn.functional as F
 import multidirection_ant  # noqa: F401  (registers MultiDirectionAnt-v0)
 import multigoal_env  # noqa: F401  (registers MultiGoal-v0 and MultiGoalTwo-v0)
 import run_utils
-from run_utils import EVAL_SEED_OFFSET, Run, RunArgs, UsageError
+from run_utils import Run, RunArgs, UsageError
 
 SCRIPT = run_utils.script_name(__file__)  # "sac_continuous", or the name of a copy
 
@@ -42,7 +42,7 @@ class Args(RunArgs):  # + the run's flags (--seed, --cuda, --threads, --checkpoi
     exp_name: str = SCRIPT
     """the name of this experiment (part of the run name)"""
     env_id: str = "Hopper-v4"
-    """the id of the environment: any gymnasium id with a Box action space, or this project's MultiGoal-v0, MultiGoalTwo-v0, MultiDirectionAnt-v0"""
+    """any gymnasium env id with a Box action space, e.g. this project's MultiGoal-v0, MultiDirectionAnt-v0"""
     total_timesteps: int = 1000000
     """total environment steps of the experiment"""
     buffer_size: int = 1000000
@@ -73,8 +73,8 @@ class Args(RunArgs):  # + the run's flags (--seed, --cuda, --threads, --checkpoi
 
 def check_args(args: Args) -> None:
     run_utils.require(args, positive=["total_timesteps", "buffer_size", "batch_size", "policy_frequency",
-                                      "target_network_frequency", "hidden_dim", "policy_lr", "q_lr", "threads"],
-                      non_negative=["learning_starts", "eval_episodes", "checkpoint_every"])
+                                      "target_network_frequency", "hidden_dim", "policy_lr", "q_lr"],
+                      non_negative=["learning_starts"])
 
 
 # ----------------------------------------------------------------------------- environment
@@ -147,11 +147,10 @@ class ReplayBuffer:
 
 
 # --------------------------------------------------------------------------------- networks
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
-
-
 class Actor(nn.Module):
     """Tanh-squashed Gaussian policy π_φ(a|s), rescaled to the action bounds."""
+
+    LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, action_low, action_high):
         super().__init__()
@@ -164,7 +163,7 @@ class Actor(nn.Module):
 
     def forward(self, obs: torch.Tensor):
         mean, log_std = self.head(self.trunk(obs)).chunk(2, dim=-1)
-        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
+        log_std = self.LOG_STD_MIN + 0.5 * (self.LOG_STD_MAX - self.LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         return mean, log_std
 
     def sample(self, obs: torch.Tensor):
@@ -298,23 +297,11 @@ class SAC:
                 "q_optimizer": self.q_optimizer, "actor_optimizer": self.actor_optimizer, "log_alpha": self.log_alpha}
 
 # ------------------------------------------------------------------------------- evaluation
-def evaluate(actor: Actor, env_id: str, episodes: int, seed: int, device: torch.device) -> dict:
-    """`episodes` episodes of the deterministic (mean) policy: the one per_z entry of eval.json."""
-    act = lambda obs, z: actor.deterministic(obs)  # noqa: E731
-    return run_utils.evaluate(act, make_envs, env_id, 1, episodes, seed, device)[0]
-
-
 def load_model(path: str, device: str | torch.device = "cpu"):
     """Load a `--save-model` file (or a checkpoint) for evaluation or plotting.
-
     Returns (actor, qf, args): the actor and twin critics in eval mode, and the run's Args."""
-    state = run_utils.read_checkpoint(path, SCRIPT)
-    args, dims = Args(**state["args"]), state["dims"]
-    actor = Actor(dims["obs_dim"], dims["act_dim"], args.hidden_dim, dims["action_low"], dims["action_high"])
-    qf = TwinQNetwork(dims["obs_dim"], dims["act_dim"], args.hidden_dim)
-    actor.load_state_dict(state["agent"]["actor"])
-    qf.load_state_dict(state["agent"]["qf"])
-    return actor.to(device).eval(), qf.to(device).eval(), args
+    agent, args = run_utils.load_model(path, SCRIPT, Args, SAC, ("actor", "qf"), device)
+    return agent.actor, agent.qf, args
 
 
 # ------------------------------------------------------------------------------------ main
@@ -325,17 +312,14 @@ def main(args: Args) -> dict | None:
     device = run.device
 
     envs = make_envs(args.env_id, num_envs=1)
-    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
-    action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
-    dims = {"obs_dim": obs_dim, "act_dim": act_dim, "action_low": action_low, "action_high": action_high}
-    agent = SAC(obs_dim, act_dim, action_low, action_high, args, device)
-    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
-    envs.action_space.seed(args.seed)
-    obs, _ = envs.reset(seed=args.seed)
-    obs, start_step = run.start(agent, rb, envs, obs, dims, args.total_timesteps)
+    dims = run_utils.env_dims(envs)  # obs_dim, act_dim, action_low, action_high
+    agent = SAC(**dims, args=args, device=device)
+    rb = ReplayBuffer(args.buffer_size, dims["obs_dim"], dims["act_dim"], device)
+    obs, start_step = run.start(agent, rb, envs, dims, args.total_timesteps)  # seeds and resets envs
 
-    with run.training():  # SIGINT/SIGTERM: checkpoint and exit; NaN: stop, keep the last good checkpoint
+    with run.training():  # TRY NOT TO MODIFY: SIGINT/SIGTERM -> checkpoint and exit; NaN -> stop
         for global_step in range(start_step, args.total_timesteps):
+            # ALGO LOGIC: act
             if global_step < args.learning_starts:
                 actions = envs.action_space.sample()
             else:
@@ -345,31 +329,20 @@ def main(args: Args) -> dict | None:
 
             next_obs, rewards, terminations, truncations, infos = envs.step(actions)
             run.log_episodes(infos, global_step)
-            # Truncated transitions are stored with termination 0, so they bootstrap.
+            # ALGO LOGIC: store (truncated transitions are stored with termination 0, so they bootstrap)
             rb.add(obs, transitions_to_store(next_obs, infos), actions, rewards, terminations)
             obs = next_obs
 
-            if global_step >= args.learning_starts:
+            if global_step >= args.learning_starts:  # ALGO LOGIC: update
                 info = agent.update(rb.sample(args.batch_size), global_step)
                 run.log_losses(info, global_step, global_step)
             run.step_done(global_step + 1, obs)  # progress, periodic checkpoint
 
-    if args.save_model:
-        run.save_model({"actor": agent.actor.state_dict(), "qf": agent.qf.state_dict()})
-    result = None
-    if args.eval_episodes > 0:
-        result = run.write_evaluation("SAC", [evaluate(agent.actor, args.env_id, args.eval_episodes,
-                                                        args.seed + EVAL_SEED_OFFSET, device)])
-    if args.capture_video:
-        run.record_videos(lambda obs, z: agent.actor.deterministic(obs), 1)
+    # TRY NOT TO MODIFY: --save-model, the evaluation (eval.json) and --capture-video
+    deterministic = lambda obs, z: agent.actor.deterministic(obs)  # noqa: E731  (one policy: z is 0)
+    result = run.finish(agent, ("actor", "qf"), deterministic, make_envs, "SAC", 1)
     envs.close()
-    run.close()
     return result
-
-
-def parse_args(argv: list[str] | None = None) -> Args:
-    """The command line; with `--resume RUN`, flags not given are the run's own."""
-    return run_utils.parse_args(Args, __file__, argv)
 
 
 if __name__ == "__main__":

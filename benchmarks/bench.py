@@ -73,6 +73,7 @@ def run_ours(contender: Ours, warmup_steps: int, steps: int) -> list[float]:
     """Train with the script's own `main`, timing each call of the agent's `update`."""
     sys.path.insert(0, REPO)
     module = importlib.import_module(contender.script.removesuffix(".py"))
+    run_utils = importlib.import_module("run_utils")
     agent_class = getattr(module, contender.agent_class)
     update, stamps = agent_class.update, []
 
@@ -83,7 +84,7 @@ def run_ours(contender: Ours, warmup_steps: int, steps: int) -> list[float]:
     agent_class.update = timed_update
     flags = ["--env-id", "Hopper-v4", "--learning-starts", str(warmup_steps),
              "--total-timesteps", str(warmup_steps + steps), "--eval-episodes", "0", "--checkpoint-every", "0"]
-    module.main(module.parse_args(flags + list(contender.flags)))
+    module.main(run_utils.parse_args(module.Args, module.__file__, flags + list(contender.flags)))
     return stamps
 
 

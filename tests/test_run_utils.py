@@ -66,7 +66,7 @@ def test_a_resumed_run_computes_exactly_what_an_uninterrupted_run_computes(tmp_p
     run_dir = only_run(interrupted)
     checkpoint = str(run_dir / "checkpoint.pt")
     assert torch.load(checkpoint, weights_only=False)["global_step"] == 300
-    resumed = module.main(module.parse_args(["--resume", checkpoint, "--total-timesteps", "700"]))
+    resumed = module.main(run_utils.parse_args(module.Args, module.__file__, ["--resume", checkpoint, "--total-timesteps", "700"]))
     assert only_run(interrupted) == run_dir, "a resumed run keeps its directory"
 
     expected, got = losses(only_run(uninterrupted)), losses(run_dir)
@@ -219,7 +219,7 @@ def test_nothing_the_user_made_is_overwritten(tmp_path, monkeypatch):
     first, second = sorted((tmp_path / "runs").iterdir())
     assert second.name == first.name + ".1"
     before = (first / "eval.json").read_text()
-    sac.main(sac.parse_args(["--resume", str(first / "checkpoint.pt"), "--total-timesteps", "300"]))
+    sac.main(run_utils.parse_args(sac.Args, sac.__file__, ["--resume", str(first / "checkpoint.pt"), "--total-timesteps", "300"]))
     assert (first / "eval.json").read_text() == before
     assert (first / "eval.1.json").exists() and (first / "sac_continuous.1.pt").exists()
     assert np.isfinite([float(v) for v in losses(first).values()]).all()
@@ -300,7 +300,7 @@ def test_resume_accepts_the_run_directory_and_rejects_other_files_in_one_line(tm
     monkeypatch.chdir(tmp_path)
     sac.main(make_args("sac", total_timesteps=200, checkpoint_every=200))
     run_dir = only_run(tmp_path)
-    sac.main(sac.parse_args(["--resume", str(run_dir), "--total-timesteps", "300"]))
+    sac.main(run_utils.parse_args(sac.Args, sac.__file__, ["--resume", str(run_dir), "--total-timesteps", "300"]))
     assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["global_step"] == 300
     assert "evaluation file, not a checkpoint" in command_error("sac_continuous.py", "--resume",
                                                                 str(run_dir / "eval.json"), cwd=tmp_path)

@@ -1,0 +1,417 @@
+"""A grid of training runs (scripts × environments × seeds), run on Ray: this machine or a cluster.
+
+Setup, once, from the repository root (the main requirements and Ray):
+
+    .venv/bin/pip install -r requirements-sweep.txt
+
+Every combination of the grid is a trial: one run of the unchanged script in a subprocess,
+`python SCRIPT --env-id ENV --seed SEED --run-dir RUN_DIR --threads 1 FLAGS` with OMP_NUM_THREADS=1,
+where FLAGS are the flags after `--`, the same for every trial:
+
+    python sweep.py --scripts mede_continuous.py diayn_continuous.py --env-ids Hopper-v4 --seeds 1 2 3 \\
+        --dir sweeps/hopper_z10 -- --num-z 10 --total-timesteps 100000
+
+Where it writes (`--dir`, by default sweeps/{hash of FLAGS}):
+
+    {dir}/{script}__{env_id}__seed{seed}__{hash}/   a trial's run directory: TensorBoard events,
+                                                    checkpoint.pt, eval.json (hash: 8 hex digits of FLAGS)
+    {dir}/logs/{same name}.log                      all that the trial printed, attempt after attempt
+    {dir}/table1.md, {dir}/table1.csv               the summary, `plot.py table1` on the trials' eval.json
+
+A trial's names depend only on (script, env, seed, FLAGS), so a retry or a rerun finds its checkpoint.
+The log is outside the run directory because a script starts only in a new or empty one.
+
+Locally (the default) Ray starts inside this process: nothing to start or stop. Each trial asks
+for one CPU, so as many trials run at once as there are cores (`--num-cpus N` for fewer).
+
+On a cluster, start Ray on every node from the project's venv (`.venv/bin/ray start --head`, then
+`.venv/bin/ray start --address HEAD:6379` on the others) and add `--address HEAD:6379` (or
+`--address auto` on a node of the cluster): the same command spreads the grid over the nodes.
+Every node needs the repository and its venv at the same path as here, and `--dir` on a file
+system that all nodes share (trials write where they run; this process reads their results).
+
+Failures are retried by Ray: a trial is a Ray task with max_retries=--retries and
+retry_exceptions=True, which raises when the script exits non-zero (a crash, a NaN, a kill, a
+lost node), and every attempt after a checkpoint continues from it (`--resume RUN_DIR`), so
+sweeps add `--checkpoint-every` (default 10000 steps) unless FLAGS have their own. Exit code 2
+(bad input) is not retried: it would fail again. Ray prints a `(raylet)` message of its own for
+each retry, next to the sweep's one line per start, failure, retry and finish.
+
+Resume by rerunning: the same command again skips the trials that have their eval.json (no task
+is started for them) and continues the others from their checkpoints, after a Ctrl-C (the
+running trials write a checkpoint before they stop), a crash of this process or trials that
+failed for good. A trial is finished when its eval.json exists, so sweeps need evaluation on
+(`--eval-episodes 0` is refused). Trials with other FLAGS are other trials (another hash).
+"""
+
+import argparse
+import dataclasses
+import glob
+import hashlib
+import itertools
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+
+try:
+    import ray
+except ImportError:
+    ray = None
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+# Flags of the scripts that the sweep sets for each trial, and what to do instead.
+SWEEP_FLAGS = {"--env-id": "use --env-ids", "--seed": "use --seeds", "--run-dir": "the sweep names them (--dir)",
+               "--resume": "rerun the sweep to resume its trials", "--threads": "each trial runs one thread on one CPU"}
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line on stderr, exit code 2."""
+
+
+class TrialFailed(Exception):
+    """The script exited non-zero, other than bad input: Ray runs the trial again (from its checkpoint)."""
+
+
+# --------------------------------------------------------------------------------- the grid
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One run of one script on one environment with one seed."""
+
+    script: str  # absolute path
+    env_id: str
+    seed: int
+    flags: tuple[str, ...]  # FLAGS and the sweep's own (--threads 1, --checkpoint-every)
+    run_dir: str
+    log: str
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.run_dir)
+
+    def finished(self) -> bool:
+        return os.path.exists(os.path.join(self.run_dir, "eval.json"))
+
+    def command(self, resume: bool) -> list[str]:
+        """The script's command line (with the Python of the node that runs it): a new run, or `--resume`."""
+        where = (["--resume", self.run_dir] if resume else
+                 ["--env-id", self.env_id, "--seed", str(self.seed), "--run-dir", self.run_dir])
+        return [sys.executable, self.script, *where, *self.flags]
+
+
+def flag_value(flags: list[str], name: str) -> str | None:
+    """The value given to `--name` in `flags` (`--name VALUE` or `--name=VALUE`; the last one wins)."""
+    value = None
+    for i, token in enumerate(flags):
+        given, equals, inline = token.partition("=")
+        if given.replace("_", "-") == name:
+            value = inline if equals else (flags[i + 1] if i + 1 < len(flags) else "")
+    return value
+
+
+def short_hash(flags: list[str]) -> str:
+    return hashlib.sha256(shlex.join(flags).encode()).hexdigest()[:8]
+
+
+def make_trials(args, flags: list[str]) -> list[Trial]:
+    """The grid, in the order scripts × env ids × seeds, after checking the input."""
+    for token in flags:
+        name = token.partition("=")[0].replace("_", "-")
+        if name in SWEEP_FLAGS:
+            raise UsageError(f"{name} after -- is set by the sweep for each trial: {SWEEP_FLAGS[name]}")
+    if flag_value(flags, "--eval-episodes") in ("0", ""):
+        raise UsageError("--eval-episodes after -- must be positive: a trial is finished when its eval.json exists")
+    scripts = []
+    for script in dict.fromkeys(args.scripts):
+        path = os.path.join(REPO, script)
+        if not (script.endswith(".py") and os.path.isfile(path)):
+            known = " ".join(sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO, "*_continuous.py"))))
+            raise UsageError(f"unknown script {script}: not a .py file in {REPO} (e.g. {known})")
+        scripts.append(path)
+    own = ["--threads", "1"]
+    if flag_value(flags, "--checkpoint-every") is None:
+        own += ["--checkpoint-every", str(args.checkpoint_every)]
+    flag_hash, trials = short_hash(flags), []
+    for script in scripts:
+        for env_id in dict.fromkeys(args.env_ids):
+            for seed in dict.fromkeys(args.seeds):
+                stem = os.path.splitext(os.path.basename(script))[0]
+                name = f"{stem}__{env_id.replace('/', '-')}__seed{seed}__{flag_hash}"
+                trials.append(Trial(script, env_id, seed, (*own, *flags), os.path.join(args.dir, name),
+                                    os.path.join(args.dir, "logs", f"{name}.log")))
+    return trials
+
+
+# ------------------------------------------------------------------------ inside the cluster
+class Reporter:
+    """Where the trials (Ray tasks, on any node) say what they do; the driver takes the lines
+    every second and prints them. It also counts each trial's attempts."""
+
+    def __init__(self):
+        self.attempts, self.lines = Counter(), []
+
+    def attempt(self, name: str) -> int:
+        self.attempts[name] += 1
+        return self.attempts[name]
+
+    def say(self, line: str) -> None:
+        self.lines.append((time.time(), line))
+
+    def take(self) -> list[tuple[float, str]]:
+        lines, self.lines = self.lines, []
+        return lines
+
+
+def describe(code: int) -> str:
+    """An exit code, as the scripts use them."""
+    def signal_name(number: int) -> str:
+        return signal.Signals(number).name if number in set(signal.Signals) else f"signal {number}"
+
+    if code < 0:
+        return f"killed by {signal_name(-code)}"
+    meaning = {0: "success", 1: "NaN or crash", 2: "bad input"}.get(code)
+    if code - 128 in signal.valid_signals():
+        meaning = f"stopped by {signal_name(code - 128)}, checkpoint written"
+    return f"exit code {code}" + (f" ({meaning})" if meaning else "")
+
+
+def error_message(log_path: str, offset: int) -> str:
+    """What the script said was wrong (after `offset` in its log): its one line `SCRIPT: error: ...`,
+    or the message in tyro's box, for a flag it could not parse."""
+    with open(log_path, errors="replace") as f:
+        f.seek(offset)
+        lines = f.read().splitlines()
+    for i, line in enumerate(lines):
+        if ": error: " in line:
+            return line.strip()
+        if line.startswith("╭─"):  # the box's title, then its message up to a separator line
+            message = itertools.takewhile(lambda text: not text.strip(" │").startswith(("─", "╰")), lines[i + 1:])
+            return " ".join(text.strip(" │") for text in message)
+    return "(no message)"
+
+
+def wait(process: subprocess.Popen) -> int:
+    """The script's exit code. Polls, so that Ray's cancel (a KeyboardInterrupt here) gets through:
+    then the script is stopped with SIGTERM, writes its checkpoint and exits first."""
+    try:
+        while process.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait()
+        raise
+    return process.returncode
+
+
+def evaluation(trial: Trial) -> dict:
+    with open(os.path.join(trial.run_dir, "eval.json")) as f:
+        result = json.load(f)
+    return {"finished": True, "avg": result["avg"], "max": result["max"]}
+
+
+def run_trial(trial: Trial, reporter, max_attempts: int) -> dict:
+    """One attempt at a trial, as a Ray task: the script in a subprocess, its output appended to
+    the trial's log. Raises TrialFailed when another attempt may succeed (Ray then runs this again,
+    and that attempt continues from the checkpoint); otherwise returns the outcome."""
+    attempt = ray.get(reporter.attempt.remote(trial.name))
+    if trial.finished():  # by an attempt whose worker died before it could return
+        return evaluation(trial)
+    resume = os.path.exists(os.path.join(trial.run_dir, "checkpoint.pt"))
+    if not resume:  # an attempt that died before its first checkpoint left only TensorBoard events
+        shutil.rmtree(trial.run_dir, ignore_errors=True)
+    verb, how = ("start" if attempt == 1 else "retry"), ("resuming from its checkpoint" if resume else "from step 0")
+    ray.get(reporter.say.remote(f"{verb:8} {trial.name} (attempt {attempt} of {max_attempts}, {how})"))
+    command = trial.command(resume)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    if not ray.get_gpu_ids():
+        env["CUDA_VISIBLE_DEVICES"] = ""  # a trial uses no GPU that Ray did not give it
+    os.makedirs(os.path.dirname(trial.log), exist_ok=True)
+    with open(trial.log, "a") as log:
+        offset = log.tell()
+        log.write(f"=== attempt {attempt} on {socket.gethostname()} at {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                  f"{shlex.join(command)}\n")
+        log.flush()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        try:
+            code = wait(process)
+        finally:  # also when the sweep is interrupted
+            log.write(f"=== {describe(process.wait())}\n")
+    if code == 0 and trial.finished():
+        return evaluation(trial)
+    if code in (0, 2):  # another attempt would do the same
+        why = "exited without writing eval.json" if code == 0 else f"bad input: {error_message(trial.log, offset)}"
+        return {"finished": False, "why": why}
+    then = "Ray retries it" if attempt < max_attempts else "no attempt left"
+    ray.get(reporter.say.remote(f"{'failed':8} {trial.name} on attempt {attempt}: {describe(code)}; {then} "
+                                f"(log: {trial.log})"))
+    raise TrialFailed(f"{trial.name}: {describe(code)} on attempt {attempt}")
+
+
+# ----------------------------------------------------------------------------- the driver
+def start_ray(args) -> None:
+    """A new Ray of this machine's own, in this process (the trials pass no data through Ray: a
+    small object store), or the cluster at --address. Says what it got."""
+    quiet = dict(log_to_driver=False, logging_level=logging.ERROR)  # the trials' output goes to their logs
+    try:
+        if args.address:
+            ray.init(address=args.address, **quiet)
+        else:
+            ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, object_store_memory=100 << 20,
+                     **quiet)  # "local": a new Ray, never a cluster found on this machine or in RAY_ADDRESS
+    except Exception as error:  # ConnectionError: an unreachable address, a missing token, ...
+        reason = str(error).strip().splitlines()[0]
+        if not args.address:
+            raise UsageError(f"cannot start Ray: {reason}") from None
+        raise UsageError(f"cannot join the Ray cluster at {args.address}: {reason} (is it running? A cluster with "
+                         "token authentication also needs RAY_AUTH_MODE=token and its token here)") from None
+    resources = ray.cluster_resources()
+    cpus, gpus = int(resources.get("CPU", 0)), resources.get("GPU", 0)
+    nodes = sum(node["Alive"] for node in ray.nodes())
+    at_once = int(min(cpus, gpus / args.gpus_per_trial)) if args.gpus_per_trial else cpus
+    where = f"the cluster at {args.address}" if args.address else "a local Ray"
+    print(f"Ray: {where}, {nodes} node(s), {cpus} CPU(s), {gpus:g} GPU(s): up to {at_once} trials at once", flush=True)
+    if at_once == 0:
+        print(f"warning: trials ask for {args.gpus_per_trial:g} GPU each and the cluster has {gpus:g}: "
+              "they wait for a node with GPUs", flush=True)
+
+
+def run_grid(args, trials: list[Trial]) -> list[tuple[Trial, str]]:
+    """Run the trials as Ray tasks, printing what they do; returns the ones that failed for good
+    with the reason."""
+    start = time.time()
+
+    def say(line: str, at: float | None = None) -> None:
+        elapsed = int((at or time.time()) - start)
+        print(f"[{elapsed // 3600}:{elapsed % 3600 // 60:02d}:{elapsed % 60:02d}] {line}", flush=True)
+
+    reporter = ray.remote(num_cpus=0)(Reporter).remote()
+    task = ray.remote(run_trial).options(num_cpus=1, num_gpus=args.gpus_per_trial, max_retries=args.retries,
+                                         retry_exceptions=True)
+    pending = {task.remote(trial, reporter, args.retries + 1): trial for trial in trials}
+    failed, done = [], 0
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for at, line in ray.get(reporter.take.remote()):
+                say(line, at)
+            for ref in ready:
+                trial, done = pending.pop(ref), done + 1
+                try:
+                    outcome = ray.get(ref)
+                except ray.exceptions.RayError as error:  # TrialFailed on the last attempt, a lost worker, ...
+                    outcome = {"finished": False, "why": str(getattr(error, "cause", None) or error).splitlines()[0]}
+                if outcome["finished"]:
+                    say(f"finished {trial.name}: avg {outcome['avg']:.1f}, max {outcome['max']:.1f} "
+                        f"- done {done}/{len(trials)}")
+                else:
+                    failed.append((trial, outcome["why"]))
+                    say(f"{'FAILED':8} {trial.name}: {outcome['why']} (log: {trial.log}) - done {done}/{len(trials)}")
+    except KeyboardInterrupt:
+        say(f"interrupted: stopping {len(pending)} trial(s); the running ones write a checkpoint first")
+        for ref in pending:
+            ray.cancel(ref)
+        ray.wait(list(pending), num_returns=len(pending), timeout=300)
+        say(f"stopped. Run the same command again to continue: {shlex.join(['python', *sys.argv])}")
+        raise
+    return failed
+
+
+def summarize(args, trials: list[Trial]) -> None:
+    """Table 1 of the finished trials, printed and written to {dir}/table1.md and .csv."""
+    eval_files = sorted(path for trial in trials for path in glob.glob(os.path.join(trial.run_dir, "eval*.json")))
+    if not eval_files:
+        print("no trial has finished: no summary")
+        return
+    print(f"\nTable 1 of {len(eval_files)} evaluation file(s) -> {os.path.join(args.dir, 'table1')}.md and .csv\n",
+          flush=True)
+    table = subprocess.run([sys.executable, os.path.join(REPO, "plot.py"), "table1", *eval_files,
+                            "--out", os.path.join(args.dir, "table1")])
+    if table.returncode != 0:
+        sys.exit(f"sweep.py: plot.py table1 failed (exit code {table.returncode}); "
+                 "the results are in the trials' eval.json files")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """Bad input is one line on stderr (argparse's usage would make it two)."""
+        print(f"sweep.py: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The sweep's own options, and the flags after `--` for every trial."""
+    own, flags = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                    usage="python sweep.py --scripts SCRIPT [SCRIPT ...] --env-ids ENV [ENV ...] --seeds SEED "
+                          "[SEED ...] [options] [-- FLAGS for every trial]")
+    parser.add_argument("--scripts", nargs="+", required=True, metavar="SCRIPT",
+                        help="training scripts of this repository, e.g. mede_continuous.py diayn_continuous.py")
+    parser.add_argument("--env-ids", nargs="+", required=True, metavar="ENV", help="environment ids, e.g. Hopper-v4")
+    parser.add_argument("--seeds", nargs="+", type=int, required=True, metavar="SEED", help="seeds, e.g. 1 2 3")
+    parser.add_argument("--dir", help="the sweep directory (default: sweeps/{8 hex digits of the flags after --}); "
+                        "the same for a rerun, to resume")
+    parser.add_argument("--checkpoint-every", type=int, default=10000, metavar="N",
+                        help="steps between two checkpoints of a trial, where a retry continues from; given to "
+                        "the scripts unless the flags after -- have --checkpoint-every (default: %(default)s)")
+    parser.add_argument("--retries", type=int, default=3, metavar="N",
+                        help="Ray's max_retries: attempts after the first, for a trial that crashes or is killed "
+                        "(default: %(default)s)")
+    parser.add_argument("--address", help="join the Ray cluster at this address (e.g. HEAD_IP:6379, or auto for "
+                        "the one started on this machine) instead of starting a new local Ray in this process "
+                        "(RAY_ADDRESS is not used)")
+    parser.add_argument("--num-cpus", type=int, metavar="N",
+                        help="local Ray only: CPUs it may use, so trials at once (default: all cores)")
+    parser.add_argument("--gpus-per-trial", type=float, default=0.0, metavar="F",
+                        help="GPUs each trial asks Ray for, e.g. 0.5 to share one GPU between two trials; with 0 "
+                        "the trials see no GPU and train on the CPU (default: %(default)s)")
+    args, unknown = parser.parse_known_args(own)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)} (flags for the scripts go after --)")
+    for name in ("retries", "checkpoint_every", "gpus_per_trial"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if args.num_cpus is not None and (args.num_cpus < 1 or args.address):
+        parser.error("--num-cpus must be positive, and is for a local Ray only (a cluster has its own CPUs)")
+    args.dir = os.path.abspath(args.dir or os.path.join("sweeps", short_hash(flags)))
+    return args, flags
+
+
+def main(argv: list[str]) -> int:
+    args, flags = parse_args(argv)
+    trials = make_trials(args, flags)
+    if ray is None:
+        raise UsageError("Ray is not installed: pip install -r requirements-sweep.txt")
+    todo = [trial for trial in trials if not trial.finished()]
+    print(f"sweep of {len(trials)} trial(s) in {args.dir} (logs in {os.path.join(args.dir, 'logs')}): "
+          f"{len(trials) - len(todo)} finished earlier (skipped), {len(todo)} to run", flush=True)
+    failed = []
+    if todo:
+        start_ray(args)
+        try:
+            failed = run_grid(args, todo)
+        finally:
+            ray.shutdown()
+    summarize(args, trials)
+    if failed:
+        print(f"\n{len(failed)} trial(s) failed for good (rerun the same command to try them again):")
+        for trial, why in failed:
+            print(f"  {trial.name}: {why}\n    log: {trial.log}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except UsageError as error:
+        print(f"sweep.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
