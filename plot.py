@@ -394,6 +394,65 @@ def figure_ant(args) -> str:
     return save(fig, args.out)
 
 
+ANT_VELOCITY = slice(13, 15)  # the torso's (ẋ, ẏ) in MultiDirectionAnt-v0's observation: qpos[2:] (13), then qvel
+
+
+def buffer_headings(checkpoint_path: str, window: int):
+    """From a run's checkpoint.pt (its replay buffer holds every step, in order): for every window
+    of `window` steps of each agent, the heading (degrees) and speed of the mean torso velocity.
+    Returns (steps per agent at the windows' ends, headings [windows, M], speeds [windows, M])."""
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=False, mmap=True)
+    obs = state["buffer"]["obs"]
+    if state["buffer"]["pos"] != state["buffer"]["size"]:  # a full ring buffer: the oldest steps are gone
+        raise PlotError(f"{checkpoint_path}: the replay buffer has wrapped around; the headings need every step")
+    obs = obs if obs.dim() == 3 else obs.unsqueeze(1)  # SAC: one agent
+    if obs.shape[-1] != 27:
+        raise PlotError(f"{checkpoint_path} is not a MultiDirectionAnt-v0 run (observation size {obs.shape[-1]})")
+    windows = len(obs) // window
+    velocity = obs[: windows * window, :, ANT_VELOCITY].double().view(windows, window, obs.shape[1], 2).mean(1)
+    headings = torch.rad2deg(torch.atan2(velocity[..., 1], velocity[..., 0]))
+    return (np.arange(1, windows + 1) * window, headings.numpy(), velocity.norm(dim=-1).numpy())
+
+
+def figure_ant_training(args) -> str:
+    """Per run (a row): each z's episodic return, the held-out accuracy of both discriminators, and
+    each z's heading over training (from the replay buffer of its checkpoint)."""
+    fig, axes = plt.subplots(len(args.runs), 3, figsize=(16, 3.6 * len(args.runs)), squeeze=False)
+    for row, run_dir in zip(axes, args.runs):
+        name = os.path.basename(os.path.normpath(run_dir))
+        steps, headings, speeds = buffer_headings(os.path.join(run_dir, "checkpoint.pt"), args.window)
+        members = headings.shape[1]
+        colours = ["black"] if members == 1 else [Z_COLOURS[k % len(Z_COLOURS)] for k in range(members)]
+        tags = ["charts/episodic_return"] if members == 1 else [f"charts/episodic_return_z{k}" for k in range(members)]
+        for k, (tag, colour) in enumerate(zip(tags, colours)):
+            x, y = read_scalars(run_dir, tag)
+            smooth = np.convolve(y, np.ones(args.smooth) / args.smooth, mode="valid") if len(y) >= args.smooth else y
+            row[0].plot(x[len(x) - len(smooth):] / members, smooth, color=colour, lw=1.2,
+                        label="SAC" if members == 1 else f"z = {k}")
+        row[0].set(title=f"{name}: episodic return (mean of {args.smooth})", xlabel="steps per agent")
+        if members > 1:
+            for tag, style in (("measure/accuracy_z_given_sa", "-"), ("measure/accuracy_z_given_s", "--")):
+                x, y = read_scalars(run_dir, tag)
+                row[1].plot(x / members, y, style, color="tab:blue", label=tag.split("/")[1])
+            row[1].axhline(1 / members, color="gray", ls=":", label=f"chance 1/{members}")
+            row[1].set(title="held-out discriminator accuracy", xlabel="steps per agent", ylim=(0, 1.02))
+        else:
+            row[1].axis("off")
+        for k, colour in enumerate(colours):
+            moving = speeds[:, k] > args.min_speed  # a heading means little while the ant stands still
+            row[2].scatter(steps[moving], headings[moving, k], s=8 + 30 * np.minimum(speeds[moving, k], 1.5), color=colour)
+            row[2].plot(steps, headings[:, k], color=colour, lw=0.4, alpha=0.5)
+        row[2].set(title=f"heading of the mean torso velocity, windows of {args.window} steps (dot size: speed)",
+                   xlabel="steps per agent", ylabel="degrees", ylim=(-185, 185), yticks=[-180, -90, 0, 90, 180])
+        for ax in row:
+            ax.grid(alpha=0.3)
+            ax.title.set_fontsize(9)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save(fig, args.out)
+
+
 # ----------------------------------------------------------------------------------- plumbing
 def write_atomically(path: str, write, newline=None) -> None:
     with open(f"{path}.tmp", "w", newline=newline) as f:
@@ -436,6 +495,13 @@ def parse_args(argv=None):
     p1.add_argument("--resolution", type=int, default=61, help="grid points per action dimension")
     p1.add_argument("--seed", type=int, default=0, help="seed of the rollouts")
     p1.add_argument("--out", default="docs/figure1.png", help="output PNG")
+    p6 = sub.add_parser("ant-training", help="M. Ant over training: returns, discriminator accuracy, headings per z",
+                        formatter_class=defaults)
+    p6.add_argument("--runs", nargs="+", required=True, help="run directories (with checkpoint.pt and TensorBoard logs)")
+    p6.add_argument("--window", type=int, default=5000, help="steps per agent in one heading window")
+    p6.add_argument("--smooth", type=int, default=10, help="episodes in the return's moving average")
+    p6.add_argument("--min-speed", type=float, default=0.1, help="windows slower than this (m/s) get no heading dot")
+    p6.add_argument("--out", default="docs/ant_training.png", help="output PNG")
     p5 = sub.add_parser("goals", help="how often each Multigoal policy reaches each goal (from a --save-model file)",
                         formatter_class=defaults)
     p5.add_argument("model", help="sac_continuous.pt or mede_continuous.pt of a Multigoal run")
@@ -467,7 +533,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> str:
     args = parse_args(argv)
-    return {"fig1": figure1, "fig2": figure2, "table1": table1, "ant": figure_ant, "goals": goal_counts}[args.command](args)
+    return {"fig1": figure1, "fig2": figure2, "table1": table1, "ant": figure_ant, "goals": goal_counts,
+            "ant-training": figure_ant_training}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -227,3 +227,30 @@ def test_ant_directions_reject_an_eval_without_paths(tmp_path):
     write_eval(tmp_path / "h/eval.json", "MEDE", 4, 1.0, 1.0, 1)
     with pytest.raises(plot.PlotError, match="has no torso paths"):
         plot.main(["ant", "--runs", str(tmp_path / "h"), "--out", str(tmp_path / "x.png")])
+
+
+def test_ant_training_headings_come_from_the_buffers_torso_velocities(tmp_path, figures):
+    run_dir = tmp_path / "ant_run"
+    writer = SummaryWriter(str(run_dir))
+    for step in range(0, 800, 40):
+        for k in range(2):
+            writer.add_scalar(f"charts/episodic_return_z{k}", float(step + k), step)
+        writer.add_scalar("measure/accuracy_z_given_sa", 0.9, step)
+        writer.add_scalar("measure/accuracy_z_given_s", 0.8, step)
+    writer.close()
+    obs = torch.zeros(400, 2, 27)
+    obs[:, 0, 13:15] = torch.tensor([0.0, 2.0])  # z = 0 runs north (90°) at 2 m/s
+    obs[:, 1, 13:15] = torch.tensor([-1.0, 0.0])  # z = 1 runs west (180°)
+    torch.save({"buffer": {"obs": obs, "pos": 400, "size": 400}}, run_dir / "checkpoint.pt")
+    steps, headings, speeds = plot.buffer_headings(str(run_dir / "checkpoint.pt"), 100)
+    assert list(steps) == [100, 200, 300, 400]
+    np.testing.assert_allclose(headings, [[90.0, 180.0]] * 4)
+    np.testing.assert_allclose(speeds, [[2.0, 1.0]] * 4)
+    out = plot.main(["ant-training", "--runs", str(run_dir), "--window", "100", "--smooth", "2",
+                     "--out", str(tmp_path / "t.png")])
+    assert os.path.exists(out)
+    (fig,) = figures
+    assert len(fig.axes) == 3 and "held-out" in fig.axes[1].get_title()
+    torch.save({"buffer": {"obs": obs, "pos": 10, "size": 400}}, run_dir / "checkpoint.pt")
+    with pytest.raises(plot.PlotError, match="wrapped"):
+        plot.buffer_headings(str(run_dir / "checkpoint.pt"), 100)
