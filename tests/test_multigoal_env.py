@@ -6,7 +6,7 @@ integer steps reach any integer position exactly. Expected rewards are then comp
 hand (comments give the arithmetic) from the goal layout in the SPEC.
 
 Four-goal layout (MultiGoal-v0): g0=(5,0), g1=(-5,0), g2=(0,5), g3=(0,-5).
-Two-goal layout (MultiGoalTwo-v0): g0=(-3.5,-3.5), g1=(4.5,4.5).
+Two-goal layout (MultiGoalTwo-v0): g0=(-3.5,-3.5), g1=(3.6,3.6).
 """
 
 import math
@@ -277,24 +277,25 @@ def test_truncation_at_exactly_step_30(env_id):
 
 
 def test_two_goal_layout():
-    # g0 = (-3.5,-3.5), g1 = (4.5,4.5)
+    # g0 = (-3.5,-3.5), g1 = (3.6,3.6): the south-west goal is 0.1·√2 closer to the start
     env = make("MultiGoalTwo-v0")
-    check(to_corner(env, -1, 1), (-7, 7), -R(122.5))  # g0: 3.5²+10.5² = 122.5 (g1: 138.5)
+    check(to_corner(env, -1, 1), (-7, 7), -R(122.5))  # g0: 3.5²+10.5² = 122.5 (g1: 10.6²+3.4² = 123.92)
     check(walk(env, [(0, -1)] * 14), (-7, -7), -R(24.5))  # g0: 2·3.5²
     check(step(env, (1, 1)), (-6, -6), -R(12.5))
     check(step(env, (1, 1)), (-5, -5), -R(4.5))
     check(step(env, (1, 1)), (-4, -4), -R(0.5) + 10, terminated=True, goal_index=0)
 
     to_corner(env, -1, 1)
-    check(walk(env, [(1, 0)] * 14), (7, 7), -R(12.5))  # g1: 2·2.5²
-    check(step(env, (-1, -1)), (6, 6), -R(4.5))
-    check(step(env, (-1, -1)), (5, 5), -R(0.5) + 10, terminated=True, goal_index=1)
+    check(walk(env, [(1, 0)] * 14), (7, 7), -R(23.12))  # g1: 2·3.4²
+    check(step(env, (-1, -1)), (6, 6), -R(11.52))  # 2·2.4²
+    check(step(env, (-1, -1)), (5, 5), -R(3.92))  # 2·1.4²: 1.98 away, not reached
+    check(step(env, (-1, -1)), (4, 4), -R(0.32) + 10, terminated=True, goal_index=1)
 
     # no goal where the four-goal layout has one
-    check(to_corner(env, 1, -1), (7, -7), -R(122.5))  # g0: 10.5²+3.5² (g1: 2.5²+11.5²=138.5)
-    check(walk(env, [(0, 1)] * 7), (7, 0), -R(26.5))  # g1: 2.5²+4.5²
-    check(step(env, (-1, 0)), (6, 0), -R(22.5))  # g1: 1.5²+4.5²
-    check(step(env, (-1, 0)), (5, 0), -R(20.5))  # g1: 0.5²+4.5²
+    check(to_corner(env, 1, -1), (7, -7), -R(122.5))  # g0: 10.5²+3.5² (g1: 3.4²+10.6² = 123.92)
+    check(walk(env, [(0, 1)] * 7), (7, 0), -R(24.52))  # g1: 3.4²+3.6²
+    check(step(env, (-1, 0)), (6, 0), -R(18.72))  # g1: 2.4²+3.6²
+    check(step(env, (-1, 0)), (5, 0), -R(14.92))  # g1: 1.4²+3.6²
 
 
 CUSTOM_GOALS = [(3.0, 7.0), (-7.0, -7.0), (7.0, -3.0)]  # one on a wall, one in a corner
@@ -383,10 +384,10 @@ def test_render_draws_the_four_goals():
 
 def test_render_draws_the_two_goal_layout_with_y_up():
     _, image = render("MultiGoalTwo-v0")
-    for g in [(-3.5, -3.5), (4.5, 4.5)]:
+    for g in [(-3.5, -3.5), (3.6, 3.6)]:
         assert is_red(pixel(image, *g)), f"no red at goal {g}"
     # mirror images (would be red if y pointed down) and the four-goal positions: no goal there
-    for p in [(-3.5, 3.5), (4.5, -4.5), (5, 0), (-5, 0), (0, 5), (0, -5)]:
+    for p in [(-3.5, 3.5), (3.6, -3.6), (5, 0), (-5, 0), (0, 5), (0, -5)]:
         assert not is_red(pixel(image, *p)), f"red at {p}, where there is no goal"
 
 
