@@ -405,6 +405,9 @@ def buffer_headings(checkpoint_path: str, window: int):
     obs = state["buffer"]["obs"]
     if state["buffer"]["pos"] != state["buffer"]["size"]:  # a full ring buffer: the oldest steps are gone
         raise PlotError(f"{checkpoint_path}: the replay buffer has wrapped around; the headings need every step")
+    if obs.dim() == 3 and not state.get("args", {}).get("separate_networks", True):
+        raise PlotError(f"{checkpoint_path}: a run with shared networks mixes every z in one buffer column; "
+                        "ant-training needs --separate-networks (one agent per column) or SAC")
     obs = obs if obs.dim() == 3 else obs.unsqueeze(1)  # SAC: one agent
     if obs.shape[-1] != 27:
         raise PlotError(f"{checkpoint_path} is not a MultiDirectionAnt-v0 run (observation size {obs.shape[-1]})")

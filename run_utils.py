@@ -36,7 +36,8 @@ LOG_EVERY = 100  # updates between two loss logs (the only host syncs of the hot
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes use seed + 10000: never the training env's seeds
 # Arguments that may differ from the checkpoint's when resuming; all others define the run.
 RESUMABLE_OVERRIDES = ("total_timesteps", "checkpoint_every", "eval_episodes", "save_model", "capture_video",
-                       "track", "wandb_project_name", "wandb_entity", "cuda", "threads", "resume")
+                       "track", "wandb_project_name", "wandb_entity", "cuda", "threads", "resume", "run_dir",
+                       "measure_every", "measure_steps")
 
 
 @dataclasses.dataclass
@@ -439,7 +440,8 @@ class Run:
 
     The checkpoint holds the agent, the replay buffer, every RNG, each env's simulator state
     and the loop variables given to `start` as keywords (arrays and numpy generators, restored
-    in place), so a resumed run computes bit for bit what an uninterrupted one computes (CPU).
+    in place), so a resumed run computes bit for bit what an uninterrupted one computes (on the
+    CPU, with the same --threads).
     """
 
     def __init__(self, args, file: str):
@@ -492,6 +494,9 @@ class Run:
         if self.checkpoint is not None:
             state = self.checkpoint
             start_step = state["global_step"]
+            if total_steps < start_step:
+                raise UsageError(f"--total-timesteps {args.total_timesteps} is below the step this run has reached "
+                                 f"({start_step}); to train it longer, give more")
             changed = {name for name, value in dataclasses.asdict(args).items()
                        if name != "resume" and state["args"].get(name, value) != value}
             evaluated = args.eval_episodes == 0 or os.path.exists(os.path.join(self.dir, "eval.json"))
@@ -518,6 +523,7 @@ class Run:
             envs.episode_lengths[:] = state["episode_lengths"]
             envs.episode_returns[lost], envs.episode_lengths[lost] = 0, 0
             self.recent_returns.extend(state["recent_returns"])
+            self.checkpoint = None  # (memory-mapped: frees the file once the next checkpoint replaces it)
             print(f"resuming {self.name} at step {start_step}")
 
         os.makedirs(self.dir, exist_ok=True)
@@ -562,7 +568,7 @@ class Run:
 
     def step_done(self, next_step: int, obs: np.ndarray) -> None:
         """After every step: progress, the periodic checkpoint, and a checkpoint then exit on a signal."""
-        num_envs = len(obs)
+        num_envs, self.obs = len(obs), obs
         self.progress.update(next_step, self.recent_returns[-1] if self.recent_returns else None)
         every = self.args.checkpoint_every
         if every and (next_step % every < num_envs or next_step == self.total_steps):
@@ -598,6 +604,10 @@ class Run:
         try:
             yield
             self.check_finite(self.total_steps)  # the updates since the last check
+            if self.stop_signal:  # arrived after the last step (during the final measure)
+                self.save_checkpoint(self.total_steps, self.obs)
+                self.stopped_at = self.total_steps
+                raise Interrupted()
         except Interrupted:
             self.progress.close()
             self.writer.close()
@@ -652,7 +662,8 @@ class Run:
         os.makedirs(os.path.join(self.dir, "videos"), exist_ok=True)
         names = ["eval.gif"] if num_z == 1 else [f"eval_z{k}.gif" for k in range(num_z)]
         paths = [free_path(os.path.join(self.dir, "videos", name)) for name in names]
-        record_videos(act, self.args.env_id, num_z, self.args.seed + EVAL_SEED_OFFSET, paths, self.device)
+        seeds = [self.args.seed + EVAL_SEED_OFFSET + k * max(self.args.eval_episodes, 1) for k in range(num_z)]
+        record_videos(act, self.args.env_id, seeds, paths, self.device)
         print(f"videos saved to {os.path.join(self.dir, 'videos')}")
 
     def finish(self, agent, saved_networks, act, make_envs, algorithm: str, num_z: int, **extra) -> dict | None:
@@ -692,7 +703,7 @@ def evaluate(act, make_envs, env_id: str, num_z: int, episodes: int, seed: int, 
     envs = make_envs(env_id, num_envs)
     z = torch.arange(num_z, device=device).repeat_interleave(episodes)
     obs, infos = envs.reset(seed=seed)
-    planar = "x_position" in infos
+    planar = {"x_position", "y_position"} <= infos.keys()  # M. Ant (Hopper-v5 reports x alone)
     start = np.stack([infos["x_position"], infos["y_position"]], -1) if planar else None
     paths = [[start[i].tolist()] for i in range(num_envs)] if planar else None
     returns, goals, ends = [None] * num_envs, [-1] * num_envs, [None] * num_envs
@@ -778,8 +789,7 @@ def collect_transitions(act, make_envs, env_id: str, num_z: int, steps_per_z: in
     envs = make_envs(env_id, num_z)
     z = torch.arange(num_z, device=device)
     observations, actions_taken = [], []
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.inference_mode():
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())), torch.inference_mode():
         torch.manual_seed(seed)
         obs, _ = envs.reset(seed=seed)
         for _ in range(steps_per_z):
@@ -792,24 +802,26 @@ def collect_transitions(act, make_envs, env_id: str, num_z: int, steps_per_z: in
     return torch.cat(observations), torch.cat(actions_taken), z.repeat(steps_per_z)
 
 
-def record_videos(act, env_id: str, num_z: int, seed: int, paths: list[str], device: torch.device) -> None:
-    """The first episode of every z, side by side in one vector env (env k runs z = k), rendered
-    to animated GIFs, with `act(obs [N, obs_dim], z [N]) -> actions [N, act_dim]`."""
+def record_videos(act, env_id: str, seeds: list[int], paths: list[str], device: torch.device) -> None:
+    """One episode of every z (z = k starting from seeds[k]: the seed of its first evaluation
+    episode), side by side in one vector env, rendered to animated GIFs, with
+    `act(obs [N, obs_dim], z [N]) -> actions [N, act_dim]`."""
     from PIL import Image
 
+    num_z = len(seeds)
     envs = gym.make_vec(env_id, num_envs=num_z, vectorization_mode="sync", render_mode="rgb_array",
-                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP})  # last frame kept
     z = torch.arange(num_z, device=device)
-    obs, _ = envs.reset(seed=seed)
+    obs, _ = envs.reset(seed=seeds)
     frames, recording = [[frame] for frame in envs.render()], np.ones(num_z, dtype=bool)
     while recording.any():
         with torch.inference_mode():
             actions = act(torch.as_tensor(obs, dtype=torch.float32, device=device), z)
         obs, _, terminations, truncations, _ = envs.step(actions.cpu().numpy())
-        recording &= ~(terminations | truncations)  # a finished env shows its next episode: stop there
         for k, frame in enumerate(envs.render()):
             if recording[k]:
                 frames[k].append(frame)
+        recording &= ~(terminations | truncations)
     envs.close()
     duration = max(20, 1000 // envs.metadata.get("render_fps", 30))  # ms per frame
     for path, episode in zip(paths, frames):

@@ -241,8 +241,7 @@ def alpha_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, target_entropy: fl
     return (-log_alpha.exp() * (log_pi + target_entropy)).mean()
 
 
-
-
+# ----------------------------------------------------------------------------------- update
 class SAC:
     """The networks, their optimizers and the temperature; `update()` is one training step."""
 

@@ -318,7 +318,8 @@ def run_grid(args, trials: list[Trial]) -> list[tuple[Trial, str]]:
         for ref in pending:
             ray.cancel(ref)
         ray.wait(list(pending), num_returns=len(pending), timeout=300)
-        say(f"stopped. Run the same command again to continue: {shlex.join(['python', *sys.argv])}")
+        again = shlex.join([sys.executable, os.path.abspath(sys.argv[0]), *sys.argv[1:]])
+        say(f"stopped. Run the same command again to continue: {again}")
         raise
     return failed
 

@@ -80,6 +80,12 @@ def test_a_resumed_run_computes_exactly_what_an_uninterrupted_run_computes(tmp_p
     if "measure_every" in extra:  # measured at 200, 400 and 600 in both, 400 and 600 after the resume
         measured = losses(run_dir, "measure/log_q_z_given_s")
         assert measured == losses(only_run(uninterrupted), "measure/log_q_z_given_s") and sorted(measured) == [200, 400, 600]
+        # ... and training does not notice the measure: without it, the same losses
+        unmeasured = tmp_path / "unmeasured"
+        unmeasured.mkdir()
+        monkeypatch.chdir(unmeasured)
+        module.main(make_args(name, env_id=env_id, total_timesteps=700, **{**extra, "measure_every": 0}))
+        assert losses(only_run(unmeasured)) == expected
 
 
 @pytest.mark.parametrize("name", ["sac", "mede", "diayn"])
@@ -338,6 +344,13 @@ def test_run_dir_is_used_as_given_and_never_reused(tmp_path, monkeypatch):
     assert (tmp_path / "trial" / "run" / "eval.json").exists() and not (tmp_path / "runs").exists()
     with pytest.raises(run_utils.UsageError, match="already holds a run; continue it with --resume"):
         sac.main(make_args("sac", total_timesteps=200, run_dir="trial/run"))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(run_utils.UsageError, match="is not empty"):
+        sac.main(make_args("sac", total_timesteps=200, run_dir="notes"))
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+    with pytest.raises(run_utils.UsageError, match="below the step this run has reached"):
+        sac.main(run_utils.parse_args(sac.Args, sac.__file__, ["--resume", "trial/run", "--total-timesteps", "100"]))
 
 
 # ------------------------------------------------------------------------- progress (issue 11)
@@ -396,6 +409,12 @@ def test_evaluation_records_each_episodes_displacement_and_heading_on_multidirec
             if e == 0:
                 assert len(entry["path"]) == steps // 10 + 2 and entry["path"][-1] == pytest.approx(list(end))
     assert -180 <= per_z[0]["mean_heading"] <= 180
+
+
+def test_evaluation_records_no_heading_where_the_env_reports_no_planar_position():
+    act = lambda obs, z: torch.zeros(len(obs), 3)  # noqa: E731
+    (entry,) = run_utils.evaluate(act, sac.make_envs, "Hopper-v5", 1, 1, 0, torch.device("cpu"))  # x, no y
+    assert "headings" not in entry and len(entry["returns"]) == 1
 
 
 def test_direction_diversity_by_hand():
