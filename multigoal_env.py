@@ -1,6 +1,6 @@
 """Multigoal: a point in the plane that must reach one of several goals (MEDE paper §5.1).
 
-After Haarnoja et al. (2017). Importing this module registers two layouts with gymnasium:
+After Haarnoja et al. (2017). Importing this module registers three ids with gymnasium:
 
 - ``MultiGoal-v0``: four equal goals at (5, 0), (-5, 0), (0, 5), (0, -5)   (Fig. 1 a, b)
 - ``MultiGoalTwo-v0``: (-3.5, -3.5) and (3.6, 3.6); the south-west goal is slightly closer to
