@@ -488,6 +488,7 @@ class Run:
         obs, _ = envs.reset(seed=args.seed)
         self.agent, self.buffer, self.envs, self.dims, self.loop_state = agent, buffer, envs, dims, loop_state
         self.total_steps, start_step = total_steps, 0
+        resuming = self.checkpoint is not None
         if args.total_timesteps <= args.learning_starts:
             print(f"warning: --total-timesteps {args.total_timesteps} <= --learning-starts {args.learning_starts}: "
                   "this run only takes random actions and never learns", file=sys.stderr)
@@ -534,8 +535,9 @@ class Run:
                 raise UsageError("--track needs Weights and Biases: pip install wandb") from None
             wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
                        config=vars(args), name=self.name, save_code=True)
-        self.writer = SummaryWriter(self.dir, purge_step=start_step if self.checkpoint is not None else None)
-        if self.checkpoint is None:
+        # On resume, TensorBoard hides what the interrupted run logged after its checkpoint (logged again now).
+        self.writer = SummaryWriter(self.dir, purge_step=start_step if resuming else None)
+        if not resuming:
             self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" +
                                  "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
         self.progress = Progress(total_steps, start_step, args.learning_starts)

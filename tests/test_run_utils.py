@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 import diayn_continuous as diayn
 import mede_continuous as mede
@@ -122,6 +123,15 @@ def test_a_signal_saves_a_checkpoint_and_the_run_resumes(tmp_path, name, sig):
     assert f"resuming {run_dir.name} at step {stopped_at}" in done.stdout
     assert (run_dir / "eval.json").exists()
     assert max(losses(run_dir)) >= stopped_at + 100
+    # TensorBoard: the resumed writer tells it to hide whatever the first process logged after the
+    # checkpoint (a crash leaves such steps; they are logged again), and the hyperparameters are written once.
+    purge_marks, hyperparameter_texts = [], 0
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            if event.HasField("session_log") and event.session_log.status == event.session_log.START:
+                purge_marks.append(event.step)
+            hyperparameter_texts += sum(value.tag.startswith("hyperparameters") for value in event.summary.value)
+    assert purge_marks == [stopped_at] and hyperparameter_texts == 1
 
 
 @pytest.mark.parametrize("name", ["sac", "mede", "diayn"])
