@@ -82,7 +82,9 @@ def run_ours(contender: Ours, warmup_steps: int, steps: int) -> list[float]:
         return update(self, *args, **kwargs)
 
     agent_class.update = timed_update
-    flags = ["--env-id", "Hopper-v4", "--learning-starts", str(warmup_steps),
+    # As many threads as torch's default, which SB3 runs with (the scripts' default is one, for runs side by side).
+    threads = str(importlib.import_module("torch").get_num_threads())
+    flags = ["--env-id", "Hopper-v4", "--learning-starts", str(warmup_steps), "--threads", threads,
              "--total-timesteps", str(warmup_steps + steps), "--eval-episodes", "0", "--checkpoint-every", "0"]
     module.main(run_utils.parse_args(module.Args, module.__file__, flags + list(contender.flags)))
     return stamps
