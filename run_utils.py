@@ -17,6 +17,7 @@ import contextlib
 import copy
 import ctypes
 import dataclasses
+import itertools
 import json
 import os
 import random
@@ -647,7 +648,8 @@ class Run:
         if "goals" in per_z[0]:
             result["distinct_goals"] = len({most_common_goal(entry["goals"]) for entry in per_z} - {-1})
         if "headings" in per_z[0]:
-            result.update(direction_diversity([entry["mean_heading"] for entry in per_z]))
+            result.update(direction_diversity([entry["mean_heading"] for entry in per_z],
+                                              [entry["mean_speed"] for entry in per_z]))
         eval_path = free_path(os.path.join(self.dir, "eval.json"))
         atomic_write_json(result, eval_path)
         print_eval_table(result)
@@ -708,7 +710,7 @@ def evaluate(act, make_envs, env_id: str, num_z: int, episodes: int, seed: int, 
     planar = {"x_position", "y_position"} <= infos.keys()  # M. Ant (Hopper-v5 reports x alone)
     start = np.stack([infos["x_position"], infos["y_position"]], -1) if planar else None
     paths = [[start[i].tolist()] for i in range(num_envs)] if planar else None
-    returns, goals, ends = [None] * num_envs, [-1] * num_envs, [None] * num_envs
+    returns, lengths, goals, ends = [None] * num_envs, [None] * num_envs, [-1] * num_envs, [None] * num_envs
     while any(r is None for r in returns):
         with torch.inference_mode():
             actions = act(torch.as_tensor(obs, dtype=torch.float32, device=device), z)
@@ -724,8 +726,10 @@ def evaluate(act, make_envs, env_id: str, num_z: int, episodes: int, seed: int, 
         for i in np.flatnonzero(infos.get("_episode", [])):
             if returns[i] is None:
                 returns[i] = float(infos["episode"]["r"][i])
+                lengths[i] = int(infos["episode"]["l"][i])
                 if "goal_index" in infos.get("final_info", {}):
                     goals[i] = int(infos["final_info"]["goal_index"][i])
+    dt = envs.unwrapped.envs[0].unwrapped.dt if planar else None  # seconds per environment step
     envs.close()
     per_z = []
     for k in range(num_z):
@@ -740,18 +744,39 @@ def evaluate(act, make_envs, env_id: str, num_z: int, episodes: int, seed: int, 
             entry["headings"] = np.degrees(np.arctan2(displacement[:, 1], displacement[:, 0])).tolist()
             unit = displacement / np.maximum(np.linalg.norm(displacement, axis=1, keepdims=True), 1e-12)
             entry["mean_heading"] = float(np.degrees(np.arctan2(unit[:, 1].mean(), unit[:, 0].mean())))
+            # net speed: how far the torso got, over the episode's duration (running in circles scores 0)
+            entry["speeds"] = (np.linalg.norm(displacement, axis=1) / (np.asarray(lengths[mine]) * dt)).tolist()
+            entry["mean_speed"] = float(np.mean(entry["speeds"]))
             entry["path"] = paths[k * episodes][::10] + [paths[k * episodes][-1]]  # every 10th position
         per_z.append(entry)
     return per_z
 
 
-def direction_diversity(headings: list[float]) -> dict:
-    """How far apart the z's mean headings (degrees) are: the smallest angle between any two,
-    and how many of the four 90° quadrants [0, 90), [90, 180), ... they fall in."""
-    smallest = min((abs((a - b + 180) % 360 - 180) for i, a in enumerate(headings) for b in headings[i + 1:]),
-                   default=None)
+RUNNING_SPEED = 0.3  # m/s: a z "runs" when its net speed is at least this (an Ant standing still drifts < 0.05)
+DISTINCT_DIRECTION = 45.0  # degrees: two running z go in distinct directions when their headings are this far apart
+
+
+def angle_between(a: float, b: float) -> float:
+    """The angle (degrees, 0..180) between two headings in degrees."""
+    return abs((a - b + 180) % 360 - 180)
+
+
+def direction_diversity(headings: list[float], speeds: list[float] | None = None) -> dict:
+    """How far apart the z's mean headings (degrees) are: the smallest angle between any two, how
+    many of the four 90° quadrants [0, 90), [90, 180), ... they fall in, and (given each z's mean
+    speed in m/s) the number of distinct running directions: the largest set of z that run (at
+    least RUNNING_SPEED) with headings pairwise at least DISTINCT_DIRECTION apart."""
+    smallest = min((angle_between(a, b) for i, a in enumerate(headings) for b in headings[i + 1:]), default=None)
     quadrants = len({int((h % 360) // 90) for h in headings})
-    return {"min_heading_gap": smallest, "quadrants": quadrants}
+    result = {"min_heading_gap": smallest, "quadrants": quadrants}
+    if speeds is not None:
+        running = [h for h, v in zip(headings, speeds) if v >= RUNNING_SPEED]
+        result["running_z"] = len(running)
+        result["distinct_running_directions"] = max(
+            (size for size in range(len(running), 0, -1) for subset in itertools.combinations(running, size)
+             if all(angle_between(a, b) >= DISTINCT_DIRECTION for a, b in itertools.combinations(subset, 2))),
+            default=0)
+    return result
 
 
 def most_common_goal(goals: list[int]) -> int:
@@ -764,20 +789,23 @@ def print_eval_table(result: dict) -> None:
     per_z = result["per_z"]
     multigoal, planar = "goals" in per_z[0], "headings" in per_z[0]
     print(f"\n  z | return (mean ± std over {len(per_z[0]['returns'])} episodes)" +
-          (" | goal reached (episodes)" if multigoal else "") + (" | heading (mean, degrees)" if planar else ""))
+          (" | goal reached (episodes)" if multigoal else "") +
+          (" | heading (mean, degrees) | net speed (mean, m/s)" if planar else ""))
     for entry in per_z:
         line = f"{entry['z']:>3} | {entry['mean']:10.1f} ± {entry['std']:.1f}"
         if multigoal:
             goal = most_common_goal(entry["goals"])
             line += f" | {goal:>2} ({entry['goals'].count(goal) if goal >= 0 else 0}/{len(entry['goals'])})"
         if planar:
-            line += f" | {entry['mean_heading']:7.1f}"
+            line += f" | {entry['mean_heading']:7.1f} | {entry['mean_speed']:.2f}"
         print(line)
     summary = f"avg {result['avg']:.1f} | max {result['max']:.1f}"
     if multigoal:
         summary += f" | distinct goals {result['distinct_goals']} of {result['num_z']} z"
     if planar and result["num_z"] > 1:
-        summary += f" | smallest heading gap {result['min_heading_gap']:.0f}° | quadrants {result['quadrants']} of 4"
+        summary += (f" | smallest heading gap {result['min_heading_gap']:.0f}° | quadrants {result['quadrants']} of 4"
+                    f" | distinct running directions {result['distinct_running_directions']} "
+                    f"(z at >= {RUNNING_SPEED} m/s, >= {DISTINCT_DIRECTION:.0f}° apart)")
     print(summary)
 
 

@@ -416,6 +416,7 @@ def test_evaluation_records_each_episodes_displacement_and_heading_on_multidirec
             np.testing.assert_allclose(entry["displacements"][e], end - start, atol=1e-9)
             dx, dy = end - start
             assert entry["headings"][e] == pytest.approx(np.degrees(np.arctan2(dy, dx)))
+            assert entry["speeds"][e] == pytest.approx(np.hypot(dx, dy) / (steps * 0.05))  # Ant: 5 frames of 0.01 s
             if e == 0:
                 assert len(entry["path"]) == steps // 10 + 2 and entry["path"][-1] == pytest.approx(list(end))
     assert -180 <= per_z[0]["mean_heading"] <= 180
@@ -431,6 +432,16 @@ def test_direction_diversity_by_hand():
     assert run_utils.direction_diversity([10.0, 100.0, -170.0, -80.0]) == {"min_heading_gap": 90.0, "quadrants": 4}
     assert run_utils.direction_diversity([5.0, 15.0, 355.0]) == {"min_heading_gap": 10.0, "quadrants": 2}
     assert run_utils.direction_diversity([-179.0, 179.0])["min_heading_gap"] == pytest.approx(2.0)
+
+
+def test_distinct_running_directions_count_only_running_z_far_enough_apart():
+    count = lambda headings, speeds: run_utils.direction_diversity(headings, speeds)["distinct_running_directions"]  # noqa: E731
+    assert count([0.0, 90.0, 180.0, -90.0], [1.0, 1.0, 1.0, 1.0]) == 4
+    assert count([0.0, 90.0, 180.0, -90.0], [1.0, 0.29, 1.0, 0.1]) == 2  # two z stand still
+    assert count([0.0, 30.0, 60.0, 90.0], [1.0] * 4) == 2  # 0 and 60, or 30 and 90; no three are 45° apart
+    assert count([0.0, 44.0, 89.0], [1.0] * 3) == 2  # the largest set (0, 89), not the greedy pairs
+    assert count([170.0, -170.0], [1.0, 1.0]) == 1  # 20° apart across ±180
+    assert count([0.0, 90.0], [0.0, 0.0]) == 0
 
 
 # ------------------------------------------------------------ the held-out measure (issue 13)
