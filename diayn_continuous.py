@@ -195,7 +195,7 @@ class EnsembleMLP(nn.Module):
                 weight, bias = weight.detach(), bias.detach()
             x = torch.baddbmm(bias, x, weight)
             x = x if i == last else torch.relu(x)
-        return x
+        return x.float()  # under --bf16 the products are bf16: everything after the network stays float32
 
 
 class Actor(nn.Module):
@@ -448,7 +448,7 @@ def main(args: Args) -> dict | None:
             if global_step < args.learning_starts:
                 actions = envs.action_space.sample()
             else:
-                with torch.inference_mode():
+                with torch.inference_mode(), run.autocast():  # autocast: bf16 products under --bf16
                     actions = agent.act(torch.as_tensor(obs, dtype=torch.float32, device=device),
                                         torch.as_tensor(z, device=device)).cpu().numpy()
 
@@ -462,7 +462,8 @@ def main(args: Args) -> dict | None:
             obs = next_obs
 
             if global_step >= args.learning_starts:  # ALGO LOGIC: update
-                info = agent.update(rb.sample(args.batch_size), global_step // num_envs)
+                with run.autocast():
+                    info = agent.update(rb.sample(args.batch_size), global_step // num_envs)
                 run.log_losses(info, global_step, global_step // num_envs, charts=MEASUREMENTS)
             run.step_done(global_step + num_envs, obs)  # progress, periodic checkpoint
         run.measure(total_steps, agent.act, make_envs, agent.action_disc, agent.disc)

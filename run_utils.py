@@ -55,6 +55,10 @@ class RunArgs:
     """if toggled, use CUDA when it is available (falls back to the CPU silently)"""
     threads: int = 1
     """CPU threads of torch; 1 is fastest here whenever anything else runs (README: Speed)"""
+    bf16: bool = False
+    """if toggled, the updates and acting run under bfloat16 autocast (about 2x faster where the CPU has
+    AVX512-BF16 or AMX, or on CUDA); weights, optimizer states, buffer, losses and log-probabilities
+    stay float32. Without native bf16 it says so and runs in float32"""
     track: bool = False
     """if toggled, track the run with Weights and Biases (needs `pip install wandb`)"""
     wandb_project_name: str = "mede"
@@ -83,6 +87,9 @@ class MeasureArgs(RunArgs):
     """every this many environment steps, score fresh transitions of every z with both discriminators (0: never)"""
     measure_steps: int = 1000
     """environment steps of every z in each held-out measurement (--measure-every)"""
+
+
+EMULATED_BF16 = "MEDE_EMULATED_BF16"  # =1: --bf16 even where bf16 is emulated (very slow; to study its numbers)
 
 
 class UsageError(Exception):
@@ -339,6 +346,40 @@ def load_state(modules: dict, state: dict) -> None:
             module.load_state_dict(state[name])
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 matrix products natively: a CUDA GPU that supports it, or
+    a CPU with AVX512-BF16 or AMX. Elsewhere torch emulates them, 10-25 times slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = getattr(torch, "cpu", None)
+    return any(getattr(cpu, check, lambda: False)() for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "this CPU"
+
+
+def choose_precision(args, device: torch.device, saved: str | None) -> str:
+    """"bfloat16" or "float32": what --bf16 asks for where the device has native bf16 (or
+    MEDE_EMULATED_BF16=1 forces it); a resumed run keeps the precision it was trained in."""
+    native = native_bf16(device) or os.environ.get(EMULATED_BF16) == "1"
+    if saved is not None:
+        if saved == "bfloat16" and not native:
+            raise UsageError(f"{args.resume} trains in bfloat16, which {cpu_model()} only emulates (10-25x slower): "
+                             f"resume it on a CPU with AVX512-BF16 or AMX or on CUDA, or set {EMULATED_BF16}=1")
+        return saved
+    if args.bf16 and not native:
+        where = "this GPU" if device.type == "cuda" else f"this CPU ({cpu_model()}) has neither AVX512-BF16 nor AMX, so it"
+        print(f"note: --bf16: {where} would emulate bfloat16, 10-25x slower than float32: running in float32. "
+              f"For bf16, use a CPU with avx512_bf16 or amx_bf16 among the flags of lscpu, or CUDA "
+              f"({EMULATED_BF16}=1 forces the emulation, to study its numbers)", file=sys.stderr)
+    return "bfloat16" if args.bf16 and native else "float32"
+
+
 def keep_freed_memory() -> None:
     """Speed: glibc hands freed blocks over 128 kB back to the OS, so every update would
     page-fault its activations in again (10-15% of an update here). Keep them (Linux only)."""
@@ -473,8 +514,22 @@ class Run:
         torch.manual_seed(args.seed)
         torch.backends.cudnn.deterministic = args.torch_deterministic
         self.device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+        saved_precision = None if self.checkpoint is None else self.checkpoint.get("precision", "float32")
+        self.precision = choose_precision(args, self.device, saved_precision)
         self.stop_signal, self.recent_returns = [], deque(maxlen=20)
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)  # set by a NaN loss, read when logging
+
+    def autocast(self):
+        """The context of the updates and of acting: bfloat16 autocast under --bf16 (where native),
+        else nothing. Only matrix products run in bf16: every network returns float32."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
+
+    def in_precision(self, act):
+        """`act` (a policy function) run under `autocast()`, as during training."""
+        def act_in_precision(obs, z):
+            with self.autocast():
+                return act(obs, z)
+        return act_in_precision
 
     def command(self, *flags: str) -> str:
         """A command line that runs this script again, as it ran: this interpreter, this file."""
@@ -540,7 +595,7 @@ class Run:
         self.writer = SummaryWriter(self.dir, purge_step=start_step if resuming else None)
         if not resuming:
             self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" +
-                                 "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+                                 "\n".join(f"|{k}|{v}|" for k, v in {**vars(args), "precision": self.precision}.items()))
         self.progress = Progress(total_steps, start_step, args.learning_starts)
         return obs, start_step
 
@@ -589,8 +644,8 @@ class Run:
         self.check_finite(next_step)
         loop_state = {name: value.bit_generator.state if isinstance(value, np.random.Generator) else value.copy()
                       for name, value in self.loop_state.items()}
-        atomic_save({"script": self.script, "args": dataclasses.asdict(self.args), "dims": self.dims,
-                     "global_step": next_step, "agent": state_of(self.agent.modules()),
+        atomic_save({"script": self.script, "args": dataclasses.asdict(self.args), "precision": self.precision,
+                     "dims": self.dims, "global_step": next_step, "agent": state_of(self.agent.modules()),
                      "buffer": self.buffer.state_dict(),
                      "rng": rng_states(), "action_space_rng": self.envs.action_space.np_random.bit_generator.state,
                      "envs": env_states(self.envs), "obs": obs, "episode_returns": self.envs.episode_returns.copy(),
@@ -635,16 +690,17 @@ class Run:
         """`--save-model`: the weights of the agent's networks `names` and the arguments, for `load_model`."""
         path = free_path(os.path.join(self.dir, f"{self.args.exp_name}.pt"))
         weights = {name: getattr(agent, name).state_dict() for name in names}
-        atomic_save({"script": self.script, "args": dataclasses.asdict(self.args), "dims": self.dims,
-                     "agent": weights}, path)
+        atomic_save({"script": self.script, "args": dataclasses.asdict(self.args), "precision": self.precision,
+                     "dims": self.dims, "agent": weights}, path)
         print(f"model saved to {path}")
 
     def write_evaluation(self, algorithm: str, per_z: list[dict], **extra) -> dict:
         """eval.json (never overwriting an earlier one), the table on stdout, and eval/ tags."""
         means = [entry["mean"] for entry in per_z]
-        result = {"algorithm": algorithm, **extra, "env_id": self.args.env_id, "seed": self.args.seed,
-                  "global_step": self.total_steps, "num_z": len(per_z), "avg": float(np.mean(means)),
-                  "max": float(np.max(means)), "per_z": per_z}
+        result = {"algorithm": algorithm, "script": self.script, "exp_name": self.args.exp_name, **extra,
+                  "env_id": self.args.env_id, "seed": self.args.seed, "global_step": self.total_steps,
+                  "num_z": len(per_z), "avg": float(np.mean(means)), "max": float(np.max(means)), "per_z": per_z,
+                  "precision": self.precision, "config": dataclasses.asdict(self.args)}
         if "goals" in per_z[0]:
             result["distinct_goals"] = len({most_common_goal(entry["goals"]) for entry in per_z} - {-1})
         if "headings" in per_z[0]:
@@ -673,6 +729,7 @@ class Run:
     def finish(self, agent, saved_networks, act, make_envs, algorithm: str, num_z: int, **extra) -> dict | None:
         """After training: `--save-model`, the evaluation (eval.json; returned) and `--capture-video`,
         with the deterministic policy `act(obs [N, obs_dim], z [N]) -> actions [N, act_dim]`."""
+        act = self.in_precision(act)
         if self.args.save_model:
             self.save_model(agent, saved_networks)
         result = None
@@ -692,7 +749,7 @@ class Run:
         if every and step > 0 and step % every < num_envs:
             seed = seed_from(self.args.seed, step)
             args = self.args
-            self.log_scalars(held_out_measure(act, make_envs, args.env_id, args.num_z, args.measure_steps, seed,
+            self.log_scalars(held_out_measure(self.in_precision(act), make_envs, args.env_id, args.num_z, args.measure_steps, seed,
                                               self.device, state_action_disc, state_disc), step)
 
 

@@ -162,7 +162,7 @@ class Actor(nn.Module):
         self.register_buffer("action_bias", (high + low) / 2)
 
     def forward(self, obs: torch.Tensor):
-        mean, log_std = self.head(self.trunk(obs)).chunk(2, dim=-1)
+        mean, log_std = self.head(self.trunk(obs)).float().chunk(2, dim=-1)  # float32 also under --bf16
         log_std = self.LOG_STD_MIN + 0.5 * (self.LOG_STD_MAX - self.LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         return mean, log_std
 
@@ -207,7 +207,7 @@ class TwinQNetwork(nn.Module):
                 weight, bias = weight.detach(), bias.detach()
             x = torch.baddbmm(bias, x, weight)
             x = x if i == last else torch.relu(x)
-        return x.squeeze(-1)
+        return x.squeeze(-1).float()  # under --bf16 the products are bf16: everything after the critics stays float32
 
 
 # ----------------------------------------------------------------------------------- losses
@@ -322,7 +322,7 @@ def main(args: Args) -> dict | None:
             if global_step < args.learning_starts:
                 actions = envs.action_space.sample()
             else:
-                with torch.inference_mode():
+                with torch.inference_mode(), run.autocast():  # autocast: bf16 products under --bf16
                     actions, _ = agent.actor.sample(torch.as_tensor(obs, dtype=torch.float32, device=device))
                 actions = actions.cpu().numpy()
 
@@ -333,7 +333,8 @@ def main(args: Args) -> dict | None:
             obs = next_obs
 
             if global_step >= args.learning_starts:  # ALGO LOGIC: update
-                info = agent.update(rb.sample(args.batch_size), global_step)
+                with run.autocast():
+                    info = agent.update(rb.sample(args.batch_size), global_step)
                 run.log_losses(info, global_step, global_step)
             run.step_done(global_step + 1, obs)  # progress, periodic checkpoint
 

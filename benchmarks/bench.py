@@ -7,7 +7,12 @@ Setup, once, from the repository root (a separate venv, so SB3 never enters the 
 Run, from the repository root (the default: sac and sb3-sac, 3 repeats, about 5 minutes on 2 cores):
 
     .venv-bench/bin/python benchmarks/bench.py
-    .venv-bench/bin/python benchmarks/bench.py sac mede mede-sep sb3-sac --repeats 5
+    .venv-bench/bin/python benchmarks/bench.py sac sac-bf16 mede mede-bf16 mede-sep mede-sep-bf16 sb3-sac --repeats 5
+
+Every contender runs at one thread (per core) and at its default thread count (`--threads`):
+ours default to one thread, SB3 to torch's default (one per core). The `-bf16` contenders pass
+`--bf16`; where the CPU has no native bf16 they run in float32, and the table's precision column
+says so (`MEDE_EMULATED_BF16=1` in the environment forces the emulation, to measure its cost).
 
 What is measured. Each measurement is one fresh subprocess (start-up excluded, nothing shared)
 that trains on Hopper-v4 for W random warm-up steps and then N steps with one update each, with
@@ -59,40 +64,52 @@ class Ours:
 
 
 SB3_SAC = "sb3-sac"
+MEDE_FLAGS = ("--num-z", "4", "--hidden-dim", "256")
 CONTENDERS = {
     "sac": Ours("sac_continuous.py", "SAC"),
-    "mede": Ours("mede_continuous.py", "MEDE", ("--num-z", "4", "--hidden-dim", "256")),
-    "mede-sep": Ours("mede_continuous.py", "MEDE", ("--num-z", "4", "--hidden-dim", "256", "--separate-networks"),
-                     env_steps_per_update=4),
+    "sac-bf16": Ours("sac_continuous.py", "SAC", ("--bf16",)),
+    "mede": Ours("mede_continuous.py", "MEDE", MEDE_FLAGS),
+    "mede-bf16": Ours("mede_continuous.py", "MEDE", (*MEDE_FLAGS, "--bf16")),
+    "mede-sep": Ours("mede_continuous.py", "MEDE", (*MEDE_FLAGS, "--separate-networks"), env_steps_per_update=4),
+    "mede-sep-bf16": Ours("mede_continuous.py", "MEDE", (*MEDE_FLAGS, "--separate-networks", "--bf16"),
+                          env_steps_per_update=4),
     SB3_SAC: None,  # Stable-Baselines3 SAC with our sizes, see run_sb3
 }
+OUR_DEFAULT_THREADS = 1  # the scripts' --threads default
 
 
 # --------------------------------------------------------------------------- worker side
-def run_ours(contender: Ours, warmup_steps: int, steps: int) -> list[float]:
-    """Train with the script's own `main`, timing each call of the agent's `update`."""
+def run_ours(contender: Ours, warmup_steps: int, steps: int, threads: int) -> tuple[list[float], str]:
+    """Train with the script's own `main`, timing each call of the agent's `update`. Returns the
+    timestamps and the precision the run chose."""
     sys.path.insert(0, REPO)
     module = importlib.import_module(contender.script.removesuffix(".py"))
     run_utils = importlib.import_module("run_utils")
     agent_class = getattr(module, contender.agent_class)
-    update, stamps = agent_class.update, []
+    update, stamps, chosen = agent_class.update, [], []
 
     def timed_update(self, *args, **kwargs):
         stamps.append(time.perf_counter())
         return update(self, *args, **kwargs)
 
+    def recorded_precision(*args, **kwargs):
+        chosen.append(choose_precision(*args, **kwargs))
+        return chosen[-1]
+
     agent_class.update = timed_update
-    # As many threads as torch's default, which SB3 runs with (the scripts' default is one, for runs side by side).
-    threads = str(importlib.import_module("torch").get_num_threads())
-    flags = ["--env-id", "Hopper-v4", "--learning-starts", str(warmup_steps), "--threads", threads,
+    choose_precision, run_utils.choose_precision = run_utils.choose_precision, recorded_precision
+    flags = ["--env-id", "Hopper-v4", "--learning-starts", str(warmup_steps), "--threads", str(threads),
              "--total-timesteps", str(warmup_steps + steps), "--eval-episodes", "0", "--checkpoint-every", "0"]
     module.main(run_utils.parse_args(module.Args, module.__file__, flags + list(contender.flags)))
-    return stamps
+    return stamps, chosen[0]
 
 
-def run_sb3(warmup_steps: int, steps: int) -> list[float]:
+def run_sb3(warmup_steps: int, steps: int, threads: int) -> tuple[list[float], str]:
     """SB3 SAC with the sizes of our `sac`; a callback times each step once learning has started."""
+    import torch
     from stable_baselines3 import SAC
+
+    torch.set_num_threads(threads)
     from stable_baselines3.common.callbacks import BaseCallback
 
     class Stamps(BaseCallback):
@@ -111,26 +128,33 @@ def run_sb3(warmup_steps: int, steps: int) -> list[float]:
                 policy_kwargs={"net_arch": {"pi": [256, 256], "qf": [256, 256]}})
     callback = Stamps()
     model.learn(total_timesteps=warmup_steps + steps, callback=callback)
-    return callback.stamps
+    return callback.stamps, "float32"
 
 
-def worker(name: str, warmup_steps: int, steps: int, skip: int) -> None:
+def default_threads(name: str) -> int:
+    """The thread count a contender runs with when nobody says: ours one, SB3 torch's default."""
+    return os.cpu_count() if CONTENDERS[name] is None else OUR_DEFAULT_THREADS
+
+
+def worker(name: str, warmup_steps: int, steps: int, skip: int, threads: int) -> None:
     """One measurement; prints its result as the last line of stdout (JSON)."""
     contender = CONTENDERS[name]
-    stamps = run_sb3(warmup_steps, steps) if contender is None else run_ours(contender, warmup_steps, steps)
+    stamps, precision = (run_sb3(warmup_steps, steps, threads) if contender is None else
+                         run_ours(contender, warmup_steps, steps, threads))
     if len(stamps) < skip + 2:
         sys.exit(f"{name}: only {len(stamps)} updates, need more than {skip + 1} (raise --steps)")
     updates_per_s = (len(stamps) - 1 - skip) / (stamps[-1] - stamps[skip])
     steps_per_update = 1 if contender is None else contender.env_steps_per_update
     print(json.dumps({"updates_per_s": updates_per_s, "env_steps_per_s": updates_per_s * steps_per_update,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "precision": precision}))
 
 
 # --------------------------------------------------------------------------- parent side
-def measure(name: str, args: argparse.Namespace) -> dict:
+def measure(name: str, threads: int, args: argparse.Namespace) -> dict:
     """Run one worker in a fresh process, in a scratch directory (our scripts write runs/ there)."""
     command = [sys.executable, os.path.abspath(__file__), "--worker", name, "--warmup-steps", str(args.warmup_steps),
-               "--steps", str(args.steps), "--skip", str(args.skip)]
+               "--steps", str(args.steps), "--skip", str(args.skip), "--threads", str(threads)]
     with tempfile.TemporaryDirectory() as scratch:
         done = subprocess.run(command, cwd=scratch, capture_output=True, text=True)
     if done.returncode != 0:
@@ -151,31 +175,40 @@ def cpu_seconds() -> tuple[float, float]:
 
 
 def machine_lines(argv: list[str]) -> list[str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in read("/proc/cpuinfo").splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpuinfo = read("/proc/cpuinfo").splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+               platform.processor())
+    flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), []))
+    shown = " ".join(f"{f} {'yes' if f in flags else 'no'}," for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16"))
+    import torch
+    capability = f"torch's CPU capability {torch.backends.cpu.get_cpu_capability()}"
     versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in ("torch", "gymnasium", "stable-baselines3")
                          if importlib.util.find_spec(p.replace("-", "_")))
     return [f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
-            f"- nproc: {len(os.sched_getaffinity(0))}, CPU: {cpu}",
+            f"- nproc: {len(os.sched_getaffinity(0))}, CPU: {cpu}; flags: {shown} {capability}",
             f"- {versions}, Python {platform.python_version()}",
             f"- command: `{shlex.join(['python', *argv])}`"]
 
 
-def table(results: dict[str, list[dict]]) -> list[str]:
-    def median(name, key):
-        return statistics.median(r[key] for r in results[name])
+def table(results: dict[tuple[str, int], list[dict]]) -> list[str]:
+    """One row per (contender, threads); ratios against SB3 at its default threads and at one thread."""
+    def median(config, key):
+        return statistics.median(r[key] for r in results[config])
 
-    def vs_sb3(name, key):
-        return f"{median(name, key) / median(SB3_SAC, key):.2f}×" if SB3_SAC in results else "–"
-
-    lines = ["| contender | updates/s (median) | spread (min–max) | vs sb3-sac | env steps/s (median) | vs sb3-sac "
-             "| peak RSS (MB) |",
-             "|---|---|---|---|---|---|---|"]
-    for name, runs in results.items():
+    references = [(f"sb3-sac, {n} thread{'s' * (n > 1)}", (SB3_SAC, n)) for n in sorted({default_threads(SB3_SAC), 1},
+                                                                                    reverse=True)]
+    references = [(label, config) for label, config in references if config in results]
+    lines = ["| contender | threads | precision | updates/s (median) | spread (min–max) | env steps/s (median) | " +
+             " | ".join(f"vs {label} (env steps/s)" for label, _ in references) + " | peak RSS (MB) |",
+             "|---|---|---|---|---|---|" + "---|" * len(references) + "---|"]
+    for (name, threads), runs in results.items():
         rates = [r["updates_per_s"] for r in runs]
-        lines.append(f"| {name} | {median(name, 'updates_per_s'):.1f} | {min(rates):.1f}–{max(rates):.1f} | "
-                     f"{vs_sb3(name, 'updates_per_s')} | {median(name, 'env_steps_per_s'):.1f} | "
-                     f"{vs_sb3(name, 'env_steps_per_s')} | {median(name, 'peak_rss_mb'):.0f} |")
+        ratios = "".join(f" {median((name, threads), 'env_steps_per_s') / median(config, 'env_steps_per_s'):.2f}× |"
+                         for _, config in references)
+        default = " (default)" if threads == default_threads(name) else ""
+        lines.append(f"| {name} | {threads}{default} | {runs[0]['precision']} | {median((name, threads), 'updates_per_s'):.1f} | "
+                     f"{min(rates):.1f}–{max(rates):.1f} | {median((name, threads), 'env_steps_per_s'):.1f} |{ratios} "
+                     f"{median((name, threads), 'peak_rss_mb'):.0f} |")
     return lines
 
 
@@ -183,19 +216,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("contenders", nargs="*", default=["sac", SB3_SAC],
                         help=f"contenders to compare, of: {' '.join(CONTENDERS)} (default: sac sb3-sac)")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds; each runs every contender once")
+    parser.add_argument("--threads", nargs="+", default=["1", "default"], metavar="N",
+                        help="thread counts each contender runs at; 'default' is its own default "
+                        f"(ours {OUR_DEFAULT_THREADS}, SB3 torch's: {os.cpu_count()} here) (default: 1 default)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; each runs every configuration once")
     parser.add_argument("--warmup-steps", type=int, default=1000, help="W: random steps before learning starts")
     parser.add_argument("--steps", type=int, default=5000, help="N: steps with one update each after W")
     parser.add_argument("--skip", type=int, default=100, help="K: first updates left out of the rate")
     parser.add_argument("--worker", metavar="NAME", help=argparse.SUPPRESS)  # internal: one measurement
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.warmup_steps, args.steps, args.skip)
+        worker(args.worker, args.warmup_steps, args.steps, args.skip, int(args.threads[0]))
         return
 
     unknown = set(args.contenders) - set(CONTENDERS)
     if unknown:
         parser.error(f"unknown contender(s) {' '.join(sorted(unknown))}; known: {' '.join(CONTENDERS)}")
+    if any(t != "default" and not (t.isdigit() and int(t) > 0) for t in args.threads):
+        parser.error(f"--threads takes positive numbers or 'default', got {' '.join(args.threads)}")
     names = []
     for name in dict.fromkeys(args.contenders):
         contender = CONTENDERS[name]
@@ -207,13 +245,15 @@ def main() -> None:
         sys.exit("nothing to run")
     if SB3_SAC in names and not importlib.util.find_spec("stable_baselines3"):
         sys.exit("sb3-sac needs stable-baselines3: run with the benchmark venv, see the docstring of benchmarks/bench.py")
+    configs = list(dict.fromkeys((name, default_threads(name) if t == "default" else int(t))
+                                 for name in names for t in args.threads))
     start, load_before, (busy_before, ours_before) = time.time(), read("/proc/loadavg").split()[0], cpu_seconds()
-    results = {name: [] for name in names}
+    results = {config: [] for config in configs}
     for r in range(args.repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            results[name].append(measure(name, args))
-            print(f"round {r + 1}/{args.repeats} {name}: {results[name][-1]['updates_per_s']:.1f} updates/s",
-                  file=sys.stderr, flush=True)
+        for name, threads in configs[r % len(configs):] + configs[:r % len(configs)]:
+            results[name, threads].append(measure(name, threads, args))
+            print(f"round {r + 1}/{args.repeats} {name}, {threads} thread(s): "
+                  f"{results[name, threads][-1]['updates_per_s']:.1f} updates/s", file=sys.stderr, flush=True)
     wall, load_after, (busy_after, ours_after) = time.time() - start, read("/proc/loadavg").split()[0], cpu_seconds()
     others = (busy_after - busy_before) - (ours_after - ours_before)
     print("\n".join(machine_lines(sys.argv)))
