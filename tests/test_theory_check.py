@@ -71,3 +71,9 @@ def test_the_script_prints_the_table_and_says_which_theorems_hold(capsys):
     assert tc.main(["--mdps", "2", "--starts", "1"]) == 0
     out = capsys.readouterr().out
     assert "| Theorem 1 | any policies" in out and "| holds |" in out and "| fails |" in out
+
+
+def test_the_objective_summed_over_z_is_the_mixtures_max_ent_return_minus_the_uncertainty_of_z_given_s(mdps):
+    rng = np.random.default_rng(4)
+    for mdp in mdps:
+        assert tc.objective_identity_error(mdp, tc.random_policies(rng, 3, 4, 6)) < 1e-10
