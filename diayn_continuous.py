@@ -41,7 +41,7 @@ from run_utils import MeasureArgs, Run, UsageError
 
 SCRIPT = run_utils.script_name(__file__)  # "diayn_continuous", or the name of a copy
 MEASUREMENTS = ("log_q_z_given_sa", "log_q_z_given_s", "accuracy_z_given_sa", "accuracy_z_given_s")
-SAVED_NETWORKS = ("actor", "qf", "disc", "action_disc")  # what --save-model keeps
+SAVED_NETWORKS = ("actor", "qf", "disc_sa", "disc_s")  # what --save-model keeps
 
 
 @dataclass
@@ -93,9 +93,11 @@ class Args(MeasureArgs):  # + run_utils' flags: --seed, --threads, --checkpoint-
 
 
 def check_args(args: Args) -> None:
-    run_utils.require(args, non_negative=["learning_starts", "disc_coef", "reward_scale"],
+    run_utils.require(args, non_negative=["learning_starts", "disc_coef", "reward_scale", "gamma"],
                       positive=["total_timesteps", "buffer_size", "batch_size", "policy_frequency", "q_lr", "disc_lr",
-                                "target_network_frequency", "hidden_dim", "disc_hidden_dim", "policy_lr"])
+                                "target_network_frequency", "hidden_dim", "disc_hidden_dim", "policy_lr", "tau",
+                                "alpha"],
+                      at_most_one=["gamma", "tau"])
     if args.num_z < 2:
         raise UsageError(f"--num-z must be at least 2 (DIAYN learns |Z| distinct policies), got {args.num_z}")
     for name in ("batch_size", "total_timesteps", "buffer_size") if args.separate_networks else ():
@@ -104,6 +106,7 @@ def check_args(args: Args) -> None:
 
 
 # ----------------------------------------------------------------------------- environment
+# COPY environment: the same in sac_continuous.py, mede_continuous.py and diayn_continuous.py (tests/test_copies.py checks)
 def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
     """`num_envs` copies of `env_id`, SAME_STEP autoreset: when an episode ends, `step` returns the
     next episode's first observation and the finished one's last in `infos["final_obs"]`."""
@@ -112,7 +115,7 @@ def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
                             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
     except gym.error.Error as error:
         raise UsageError(f"cannot make environment '{env_id}': {error}") from None
-    run_utils.require_flat_box_spaces(envs, env_id, "DIAYN")
+    run_utils.require_flat_box_spaces(envs, env_id, SCRIPT)
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 
@@ -123,9 +126,11 @@ def transitions_to_store(next_obs: np.ndarray, infos: dict) -> np.ndarray:
     for i in np.flatnonzero(infos.get("_final_obs", [])):
         real_next_obs[i] = infos["final_obs"][i]
     return real_next_obs
+# END COPY environment
 
 
 # ---------------------------------------------------------------------------- replay buffer
+# COPY replay buffer and networks: the same in mede_continuous.py and diayn_continuous.py (tests/test_copies.py checks)
 class Batch(NamedTuple):
     obs: torch.Tensor  # [M, B, obs_dim]
     actions: torch.Tensor  # [M, B, act_dim]
@@ -275,16 +280,17 @@ def policy_input(obs: torch.Tensor, z: torch.Tensor, num_z: int, separate: bool)
     """What π and Q see: [s, one_hot(z)] for the shared networks, s alone for separate ones
     (there z is the member index)."""
     return obs if separate else torch.cat([obs, F.one_hot(z, num_z).to(obs.dtype)], dim=-1)
+# END COPY replay buffer and networks
 
 
 # ----------------------------------------------------------------------------------- losses
 # ALGO LOGIC: DIAYN's objective. Everything DIAYN adds to SAC is `augmented_reward`.
-def augmented_reward(disc: Discriminator, batch: Batch, beta: float, reward_scale: float, add_log_pz: bool,
+def augmented_reward(disc_s: Discriminator, batch: Batch, beta: float, reward_scale: float, add_log_pz: bool,
                      num_z: int) -> torch.Tensor:
     """r̂ = c·r + β(log q_ρ(z|s_t) [- log p(z)]) (paper §4), from the current discriminator,
     without gradient: the bonus reaches the policy only through the critic."""
     with torch.no_grad():
-        bonus = disc.log_prob(batch.obs, batch.z)
+        bonus = disc_s.log_prob(batch.obs, batch.z)
         if add_log_pz:
             bonus = bonus + math.log(num_z)  # - log p(z) = log |Z|
         return reward_scale * batch.rewards + beta * bonus
@@ -318,6 +324,7 @@ def actor_loss(actor: Actor, qf: TwinQNetwork, obs: torch.Tensor, z: torch.Tenso
     return (alpha * log_pi - q).mean(-1).sum(), log_pi.detach()
 
 
+# COPY temperature and discriminator batch: the same in mede_continuous.py and diayn_continuous.py (tests/test_copies.py checks)
 def alpha_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, target_entropy: float):
     """J(α) = E[-α (log π(a|s, z) + H̄)] (Haarnoja et al. 2018b §5): α rises while the entropy is below H̄."""
     return (-log_alpha.exp() * (log_pi + target_entropy)).mean()
@@ -329,12 +336,15 @@ def discriminator_batch(batch: Batch):
     per_member = size // members
     take = lambda x: x[:, :per_member].reshape(members * per_member, *x.shape[2:])  # noqa: E731
     return take(batch.obs), take(batch.actions), take(batch.z)
+# END COPY temperature and discriminator batch
 
 
 # ----------------------------------------------------------------------------------- update
 class DIAYN:
     """The networks, their optimizers and the temperature; `update()` is one training step
     of every member (one gradient step per agent)."""
+
+    RENAMED = {"disc": "disc_s", "action_disc": "disc_sa"}  # the names in files written before 2026-12-02
 
     def __init__(self, obs_dim: int, act_dim: int, action_low, action_high, args: Args, device: torch.device):
         self.args, self.num_z, self.separate = args, args.num_z, args.separate_networks
@@ -343,12 +353,11 @@ class DIAYN:
         self.actor = Actor(members, in_dim, act_dim, args.hidden_dim, action_low, action_high).to(device)
         self.qf = TwinQNetwork(members, in_dim, act_dim, args.hidden_dim).to(device)
         self.qf_target = copy.deepcopy(self.qf).requires_grad_(False)
-        self.disc = Discriminator(obs_dim, args.disc_hidden_dim, args.num_z).to(device)  # q_ρ(z|s)
-        # q(z|s,a): for the measures only
-        self.action_disc = Discriminator(obs_dim + act_dim, args.disc_hidden_dim, args.num_z).to(device)
+        self.disc_s = Discriminator(obs_dim, args.disc_hidden_dim, args.num_z).to(device)  # q_ρ(z|s): DIAYN's
+        self.disc_sa = Discriminator(obs_dim + act_dim, args.disc_hidden_dim, args.num_z).to(device)  # q(z|s,a): measures only
         self.q_optimizer = torch.optim.Adam(self.qf.parameters(), lr=args.q_lr, fused=True)
         # The two discriminators are independent networks trained side by side by one optimizer.
-        disc_params = [*self.disc.parameters(), *self.action_disc.parameters()]
+        disc_params = [*self.disc_s.parameters(), *self.disc_sa.parameters()]
         self.disc_optimizer = torch.optim.Adam(disc_params, lr=args.disc_lr, fused=True)
         self.target_entropy = -float(act_dim)
         self.log_alpha = torch.full((1,), math.log(args.alpha), device=device, requires_grad=args.autotune)
@@ -363,7 +372,7 @@ class DIAYN:
     def update(self, batch: Batch, update_step: int) -> dict:
         args = self.args
         alpha = self.log_alpha.detach().exp()
-        rewards = augmented_reward(self.disc, batch, args.disc_coef, args.reward_scale, args.add_log_pz, self.num_z)
+        rewards = augmented_reward(self.disc_s, batch, args.disc_coef, args.reward_scale, args.add_log_pz, self.num_z)
         qf_loss, self.info = critic_loss(self.qf, self.qf_target, self.actor, batch, rewards, alpha,
                                          args.gamma, self.num_z, self.separate)
         self.q_optimizer.zero_grad(set_to_none=True)
@@ -373,12 +382,12 @@ class DIAYN:
         self.info["augmented_reward"] = rewards.mean()
 
         obs, actions, z = discriminator_batch(batch)
-        disc_loss, log_q_s, accuracy_s = self.disc.loss(obs, z)
-        action_disc_loss, log_q_sa, accuracy_sa = self.action_disc.loss(torch.cat([obs, actions], -1), z)
+        disc_s_loss, log_q_s, accuracy_s = self.disc_s.loss(obs, z)
+        disc_sa_loss, log_q_sa, accuracy_sa = self.disc_sa.loss(torch.cat([obs, actions], -1), z)
         self.disc_optimizer.zero_grad(set_to_none=True)
-        (disc_loss + action_disc_loss).backward()
+        (disc_s_loss + disc_sa_loss).backward()
         self.disc_optimizer.step()
-        self.info.update({"disc_loss": disc_loss.detach(), "action_disc_loss": action_disc_loss.detach(),
+        self.info.update({"disc_s_loss": disc_s_loss.detach(), "disc_sa_loss": disc_sa_loss.detach(),
                           "log_q_z_given_sa": log_q_sa, "log_q_z_given_s": log_q_s,
                           "accuracy_z_given_sa": accuracy_sa, "accuracy_z_given_s": accuracy_s})
 
@@ -402,6 +411,7 @@ class DIAYN:
                     target.lerp_(online, args.tau)
         return self.info
 
+    # COPY acting and state: the same in mede_continuous.py and diayn_continuous.py (tests/test_copies.py checks)
     def act(self, obs: torch.Tensor, z: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """Actions for N envs: obs [N, obs_dim], z [N] -> [N, act_dim]. With separate networks the
         envs are grouped by z (env i of N runs z = i // (N / |Z|)), so member m sees its own envs."""
@@ -410,12 +420,22 @@ class DIAYN:
         actions = self.actor.deterministic(policy_in) if deterministic else self.actor.sample(policy_in)[0]
         return actions.reshape(obs.shape[0], -1)
 
+    def policy(self, obs, z: int = 0, deterministic: bool = True) -> np.ndarray:
+        """The action of policy z for one observation as `env.reset()` or `env.step()` return it
+        (obs [obs_dim] -> action [act_dim], numpy): the mean action, or a sample."""
+        members = self.num_z if self.separate else 1
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.log_alpha.device).reshape(1, -1)
+        zs = torch.arange(members) if self.separate else torch.full((1,), z)
+        with torch.inference_mode():  # separate networks: every member acts, member z's action is kept
+            actions = self.act(obs.expand(members, -1), zs.to(obs.device), deterministic)
+        return actions[z if self.separate else 0].cpu().numpy()
+
     def modules(self) -> dict:
         """Everything with a state, by name (checkpoints hold them all)."""
-        return {"actor": self.actor, "qf": self.qf, "qf_target": self.qf_target, "disc": self.disc,
-                "action_disc": self.action_disc, "q_optimizer": self.q_optimizer,
-                "actor_optimizer": self.actor_optimizer, "disc_optimizer": self.disc_optimizer,
-                "log_alpha": self.log_alpha}
+        return {"actor": self.actor, "qf": self.qf, "qf_target": self.qf_target, "disc_sa": self.disc_sa,
+                "disc_s": self.disc_s, "q_optimizer": self.q_optimizer, "actor_optimizer": self.actor_optimizer,
+                "disc_optimizer": self.disc_optimizer, "log_alpha": self.log_alpha}
+    # END COPY acting and state
 
 
 def load_model(path: str, device: str | torch.device = "cpu"):
@@ -443,7 +463,7 @@ def main(args: Args) -> dict | None:
 
     with run.training():  # TRY NOT TO MODIFY: SIGINT/SIGTERM -> checkpoint and exit; NaN -> stop
         for global_step in range(start_step, total_steps, num_envs):
-            run.measure(global_step, agent.act, make_envs, agent.action_disc, agent.disc)  # held out, Fig. 2
+            run.measure(global_step, agent.act, make_envs, args.num_z, disc_sa=agent.disc_sa, disc_s=agent.disc_s)
             # ALGO LOGIC: act
             if global_step < args.learning_starts:
                 actions = envs.action_space.sample()
@@ -466,7 +486,7 @@ def main(args: Args) -> dict | None:
                     info = agent.update(rb.sample(args.batch_size), global_step // num_envs)
                 run.log_losses(info, global_step, global_step // num_envs, charts=MEASUREMENTS)
             run.step_done(global_step + num_envs, obs)  # progress, periodic checkpoint
-        run.measure(total_steps, agent.act, make_envs, agent.action_disc, agent.disc)
+        run.measure(total_steps, agent.act, make_envs, args.num_z, disc_sa=agent.disc_sa, disc_s=agent.disc_s)
 
     # TRY NOT TO MODIFY: --save-model, the evaluation (eval.json) and --capture-video
     deterministic = lambda obs, z: agent.act(obs, z, deterministic=True)  # noqa: E731

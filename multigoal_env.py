@@ -16,7 +16,8 @@ Definition:
   (distance="squared"), minus action_cost·‖a‖², plus goal_reward when s' is within
   goal_threshold of a goal, which also terminates the episode;
 - 30 steps per episode (truncation, set at registration);
-- info["goal_index"]: index of the goal reached at this step, -1 if none.
+- info["goal_index"]: index of the goal reached at this step, -1 if none; `goal_names` names the
+  goals by their compass direction from the start (MultiGoal-v0: E, W, N, S).
 
 The canonical form of the maximum-entropy literature (Haarnoja et al. 2017 and their reference
 code) is distance="squared", action_cost=30, goal_reward=10, registered as
@@ -32,6 +33,11 @@ TWO_GOALS = ((-3.5, -3.5), (3.6, 3.6))
 BOUND = 7.0
 START_STD = 0.1
 MAX_EPISODE_STEPS = 30
+
+
+def compass(x: float, y: float) -> str:
+    """The 8-point compass direction of (x, y) from the origin: E, NE, N, NW, W, SW, S, SE."""
+    return ["E", "NE", "N", "NW", "W", "SW", "S", "SE"][round(np.degrees(np.arctan2(y, x)) / 45) % 8]
 
 
 class MultiGoalEnv(gym.Env):
@@ -53,6 +59,8 @@ class MultiGoalEnv(gym.Env):
             raise ValueError(f"goals must be a non-empty list of (x, y) pairs, got {goals!r}")
         if not np.all(np.abs(self.goals) <= BOUND):  # also rejects NaN and inf
             raise ValueError(f"every goal must lie inside [-{BOUND}, {BOUND}]², got {goals!r}")
+        names = [compass(x, y) for x, y in self.goals]  # two goals in one direction: add their index
+        self.goal_names = [name if names.count(name) == 1 else f"{name}{i}" for i, name in enumerate(names)]
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         if distance not in ("linear", "squared"):

@@ -1,15 +1,17 @@
-"""Run infrastructure shared by sac_continuous.py, mede_continuous.py and diayn_continuous.py.
+"""One training run's life, shared by sac_continuous.py, mede_continuous.py and diayn_continuous.py.
 
-Nothing in this file is an algorithm: it is the plumbing around the training loop that is the
-same for every script, kept in one place as CleanRL keeps its plumbing in `cleanrl_utils`.
-Copy an algorithm script to change the algorithm (`cp mede_continuous.py my_mede.py`); the copy
-uses this module as it is and names its runs and checkpoints after its own file (`my_mede`).
+Nothing in this file is an algorithm, and nothing scores a policy (that is evaluation.py): it is
+the plumbing around the training loop, the same for every script, kept in one place as CleanRL
+keeps its plumbing in `cleanrl_utils`. Copy an algorithm script to change the algorithm
+(`cp mede_continuous.py my_mede.py`); the copy uses this module as it is and names its runs and
+checkpoints after its own file (`my_mede`).
 
+- `RunArgs`, `MeasureArgs`: the run's own flags (seed, threads, precision, checkpoints, ...);
 - `parse_args`: tyro, plus `--resume RUN_DIR_OR_CHECKPOINT` (flags default to the run's own);
-- `Run`: one training run, i.e. its directory, TensorBoard writer, seeds and threads, the
-  checkpoint (write, resume, SIGINT/SIGTERM), the NaN guard, progress, and what the run
+- `Run`: one training run, i.e. its directory, TensorBoard writer, seeds, threads and precision,
+  the checkpoint (write, resume, SIGINT/SIGTERM), the NaN guard, progress, and what the run
   writes at the end (model file, eval.json, GIFs);
-- `evaluate`, `held_out_measure`, `record_videos`: episodes of a policy given as a function;
+- `load_model`: an agent back from a model file or checkpoint;
 - files that are never half-written (`atomic_save`, `atomic_write_json`) or overwritten (`free_path`).
 """
 
@@ -17,8 +19,8 @@ import contextlib
 import copy
 import ctypes
 import dataclasses
-import itertools
 import json
+import math
 import os
 import random
 import shlex
@@ -33,8 +35,9 @@ import torch
 import tyro
 from torch.utils.tensorboard import SummaryWriter
 
+import evaluation
+
 LOG_EVERY = 100  # updates between two loss logs (the only host syncs of the hot loop)
-EVAL_SEED_OFFSET = 10_000  # evaluation episodes use seed + 10000: never the training env's seeds
 # Arguments that may differ from the checkpoint's when resuming; all others define the run.
 RESUMABLE_OVERRIDES = ("total_timesteps", "checkpoint_every", "eval_episodes", "save_model", "capture_video",
                        "track", "wandb_project_name", "wandb_entity", "cuda", "threads", "resume", "run_dir",
@@ -109,8 +112,12 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def require(args, positive=(), non_negative=()) -> None:
-    """One clear line for a flag outside its range (the run's own flags are checked too)."""
+def require(args, positive=(), non_negative=(), at_most_one=()) -> None:
+    """One clear line for a flag outside its range: the script names its own flags' ranges, the
+    run's flags are checked here, and no number may be NaN or infinite."""
+    for name, value in dataclasses.asdict(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{flag(name)} must be a finite number, got {value}")
     positive = [*positive, "threads", *(["measure_steps"] if isinstance(args, MeasureArgs) else [])]
     non_negative = [*non_negative, "eval_episodes", "checkpoint_every",
                     *(["measure_every"] if isinstance(args, MeasureArgs) else [])]
@@ -120,12 +127,9 @@ def require(args, positive=(), non_negative=()) -> None:
     for name in non_negative:
         if getattr(args, name) < 0:
             raise UsageError(f"{flag(name)} must be >= 0, got {getattr(args, name)}")
-    if not 0 <= args.gamma <= 1:
-        raise UsageError(f"--gamma must be in [0, 1], got {args.gamma}")
-    if not 0 < args.tau <= 1:
-        raise UsageError(f"--tau must be in (0, 1], got {args.tau}")
-    if args.alpha <= 0:
-        raise UsageError(f"--alpha must be positive, got {args.alpha}")
+    for name in at_most_one:
+        if getattr(args, name) > 1:
+            raise UsageError(f"{flag(name)} must be at most 1, got {getattr(args, name)}")
 
 
 def main_guard(main, args_class, file: str) -> None:
@@ -173,10 +177,18 @@ def load_model(path: str, script: str, args_class, agent_class, names, device="c
     state = read_checkpoint(path, script)
     args = args_from(args_class, state["args"], path, script)
     agent = agent_class(**state["dims"], args=args, device=torch.device(device))
+    saved = renamed(agent, state["agent"])
     for name in names:
-        getattr(agent, name).load_state_dict(state["agent"][name])
+        getattr(agent, name).load_state_dict(saved[name])
         getattr(agent, name).eval()
     return agent, args
+
+
+def renamed(agent, saved: dict) -> dict:
+    """A saved agent state under the agent's current names: `agent.RENAMED` maps names that
+    older files used (e.g. `disc`) to the current ones, so those files still load."""
+    old_names = getattr(agent, "RENAMED", {})
+    return {old_names.get(name, name): value for name, value in saved.items()}
 
 
 def env_dims(envs) -> dict:
@@ -562,7 +574,7 @@ class Run:
                 print(f"{self.name} already finished at step {start_step}; its results are in {self.dir}. "
                       f"To train it longer: {self.command('--resume', self.dir, '--total-timesteps', str(2 * total_steps))}")
                 raise SystemExit(0)
-            load_state(agent.modules(), state["agent"])
+            load_state(agent.modules(), renamed(agent, state["agent"]))
             buffer.load_state_dict(state["buffer"])
             restore_rng_states(state["rng"])
             for name, value in loop_state.items():
@@ -696,19 +708,13 @@ class Run:
 
     def write_evaluation(self, algorithm: str, per_z: list[dict], **extra) -> dict:
         """eval.json (never overwriting an earlier one), the table on stdout, and eval/ tags."""
-        means = [entry["mean"] for entry in per_z]
         result = {"algorithm": algorithm, "script": self.script, "exp_name": self.args.exp_name, **extra,
                   "env_id": self.args.env_id, "seed": self.args.seed, "global_step": self.total_steps,
-                  "num_z": len(per_z), "avg": float(np.mean(means)), "max": float(np.max(means)), "per_z": per_z,
-                  "precision": self.precision, "config": dataclasses.asdict(self.args)}
-        if "goals" in per_z[0]:
-            result["distinct_goals"] = len({most_common_goal(entry["goals"]) for entry in per_z} - {-1})
-        if "headings" in per_z[0]:
-            result.update(direction_diversity([entry["mean_heading"] for entry in per_z],
-                                              [entry["mean_speed"] for entry in per_z]))
+                  **evaluation.summarize(per_z), "per_z": per_z, "precision": self.precision,
+                  "config": dataclasses.asdict(self.args)}
         eval_path = free_path(os.path.join(self.dir, "eval.json"))
         atomic_write_json(result, eval_path)
-        print_eval_table(result)
+        evaluation.print_table(result)
         print(f"-> {eval_path}")
         if len(per_z) == 1:
             self.writer.add_scalar("eval/return", result["avg"], self.total_steps)
@@ -722,8 +728,9 @@ class Run:
         os.makedirs(os.path.join(self.dir, "videos"), exist_ok=True)
         names = ["eval.gif"] if num_z == 1 else [f"eval_z{k}.gif" for k in range(num_z)]
         paths = [free_path(os.path.join(self.dir, "videos", name)) for name in names]
-        seeds = [self.args.seed + EVAL_SEED_OFFSET + k * max(self.args.eval_episodes, 1) for k in range(num_z)]
-        record_videos(act, self.args.env_id, seeds, paths, self.device)
+        seeds = [self.args.seed + evaluation.EVAL_SEED_OFFSET + k * max(self.args.eval_episodes, 1)
+                 for k in range(num_z)]
+        evaluation.record_videos(act, self.args.env_id, seeds, paths, self.device)
         print(f"videos saved to {os.path.join(self.dir, 'videos')}")
 
     def finish(self, agent, saved_networks, act, make_envs, algorithm: str, num_z: int, **extra) -> dict | None:
@@ -734,210 +741,29 @@ class Run:
             self.save_model(agent, saved_networks)
         result = None
         if self.args.eval_episodes > 0:
-            per_z = evaluate(act, make_envs, self.args.env_id, num_z, self.args.eval_episodes,
-                             self.args.seed + EVAL_SEED_OFFSET, self.device)
+            per_z = evaluation.evaluate(act, make_envs, self.args.env_id, num_z, self.args.eval_episodes,
+                                        self.args.seed + evaluation.EVAL_SEED_OFFSET, self.device)
             result = self.write_evaluation(algorithm, per_z, **extra)
         if self.args.capture_video:
             self.record_videos(act, num_z)
         self.writer.close()
         return result
 
-    def measure(self, step: int, act, make_envs, state_action_disc, state_disc) -> None:
-        """Every --measure-every steps, the held-out discriminability (`held_out_measure`), with fresh
-        episodes and action noise seeded from (seed, step)."""
+    def measure(self, step: int, act, make_envs, num_z: int, *, disc_sa, disc_s) -> None:
+        """Every --measure-every steps, the held-out discriminability (`evaluation.held_out_measure`)
+        of the |Z| = `num_z` policies, with fresh episodes and action noise seeded from (seed, step)."""
         every, num_envs = self.args.measure_every, self.envs.num_envs
         if every and step > 0 and step % every < num_envs:
-            seed = seed_from(self.args.seed, step)
-            args = self.args
-            self.log_scalars(held_out_measure(self.in_precision(act), make_envs, args.env_id, args.num_z, args.measure_steps, seed,
-                                              self.device, state_action_disc, state_disc), step)
+            measured = evaluation.held_out_measure(
+                self.in_precision(act), make_envs, self.args.env_id, num_z, self.args.measure_steps,
+                evaluation.seed_from(self.args.seed, step), self.device, disc_sa=disc_sa, disc_s=disc_s)
+            self.log_scalars(measured, step)
 
 
-# ------------------------------------------------------------------------- evaluation
-def evaluate(act, make_envs, env_id: str, num_z: int, episodes: int, seed: int, device: torch.device) -> list[dict]:
-    """`episodes` episodes of every z, side by side in one vector env (env i runs z = i // episodes),
-    with `act(obs [N, obs_dim], z [N]) -> actions [N, act_dim]`. Returns the per_z entries of
-    eval.json: returns, their mean and std; on Multigoal the goal each episode reached; where the
-    env reports the torso position (M. Ant), each episode's final displacement (x, y) from its
-    start, its heading in degrees, the z's mean heading, and the first episode's path."""
-    num_envs = num_z * episodes
-    envs = make_envs(env_id, num_envs)
-    z = torch.arange(num_z, device=device).repeat_interleave(episodes)
-    obs, infos = envs.reset(seed=seed)
-    planar = {"x_position", "y_position"} <= infos.keys()  # M. Ant (Hopper-v5 reports x alone)
-    start = np.stack([infos["x_position"], infos["y_position"]], -1) if planar else None
-    paths = [[start[i].tolist()] for i in range(num_envs)] if planar else None
-    returns, lengths, goals, ends = [None] * num_envs, [None] * num_envs, [-1] * num_envs, [None] * num_envs
-    while any(r is None for r in returns):
-        with torch.inference_mode():
-            actions = act(torch.as_tensor(obs, dtype=torch.float32, device=device), z)
-        obs, _, terminations, truncations, infos = envs.step(actions.cpu().numpy())
-        done = terminations | truncations
-        if planar:  # the position after this step: of the finished episode where one ended
-            final = infos.get("final_info", {})
-            for i in range(num_envs):
-                if returns[i] is None:
-                    source = final if done[i] else infos
-                    ends[i] = [float(source["x_position"][i]), float(source["y_position"][i])]
-                    paths[i].append(ends[i])
-        for i in np.flatnonzero(infos.get("_episode", [])):
-            if returns[i] is None:
-                returns[i] = float(infos["episode"]["r"][i])
-                lengths[i] = int(infos["episode"]["l"][i])
-                if "goal_index" in infos.get("final_info", {}):
-                    goals[i] = int(infos["final_info"]["goal_index"][i])
-    dt = envs.unwrapped.envs[0].unwrapped.dt if planar else None  # seconds per environment step
-    envs.close()
-    per_z = []
-    for k in range(num_z):
-        mine = slice(k * episodes, (k + 1) * episodes)
-        entry = {"z": k, "returns": returns[mine], "mean": float(np.mean(returns[mine])),
-                 "std": float(np.std(returns[mine]))}
-        if env_id.startswith("MultiGoal"):
-            entry["goals"] = goals[mine]
-        if planar:
-            displacement = np.asarray(ends[mine]) - start[mine]
-            entry["displacements"] = displacement.tolist()
-            entry["headings"] = np.degrees(np.arctan2(displacement[:, 1], displacement[:, 0])).tolist()
-            unit = displacement / np.maximum(np.linalg.norm(displacement, axis=1, keepdims=True), 1e-12)
-            entry["mean_heading"] = float(np.degrees(np.arctan2(unit[:, 1].mean(), unit[:, 0].mean())))
-            # net speed: how far the torso got, over the episode's duration (running in circles scores 0)
-            entry["speeds"] = (np.linalg.norm(displacement, axis=1) / (np.asarray(lengths[mine]) * dt)).tolist()
-            entry["mean_speed"] = float(np.mean(entry["speeds"]))
-            entry["path"] = paths[k * episodes][::10] + [paths[k * episodes][-1]]  # every 10th position
-        per_z.append(entry)
-    return per_z
-
-
-RUNNING_SPEED = 0.3  # m/s: a z "runs" when its net speed is at least this (an Ant standing still drifts < 0.05)
-DISTINCT_DIRECTION = 45.0  # degrees: two running z go in distinct directions when their headings are this far apart
-
-
-def angle_between(a: float, b: float) -> float:
-    """The angle (degrees, 0..180) between two headings in degrees."""
-    return abs((a - b + 180) % 360 - 180)
-
-
-def direction_diversity(headings: list[float], speeds: list[float] | None = None) -> dict:
-    """How far apart the z's mean headings (degrees) are: the smallest angle between any two, how
-    many of the four 90° quadrants [0, 90), [90, 180), ... they fall in, and (given each z's mean
-    speed in m/s) the number of distinct running directions: the largest set of z that run (at
-    least RUNNING_SPEED) with headings pairwise at least DISTINCT_DIRECTION apart."""
-    smallest = min((angle_between(a, b) for i, a in enumerate(headings) for b in headings[i + 1:]), default=None)
-    quadrants = len({int((h % 360) // 90) for h in headings})
-    result = {"min_heading_gap": smallest, "quadrants": quadrants}
-    if speeds is not None:
-        running = [h for h, v in zip(headings, speeds) if v >= RUNNING_SPEED]
-        result["running_z"] = len(running)
-        result["distinct_running_directions"] = max(
-            (size for size in range(len(running), 0, -1) for subset in itertools.combinations(running, size)
-             if all(angle_between(a, b) >= DISTINCT_DIRECTION for a, b in itertools.combinations(subset, 2))),
-            default=0)
-    return result
-
-
-def most_common_goal(goals: list[int]) -> int:
-    """The goal this z reaches most often (-1 when it reaches none)."""
-    reached = [g for g in goals if g >= 0]
-    return max(set(reached), key=reached.count) if reached else -1
-
-
-def print_eval_table(result: dict) -> None:
-    per_z = result["per_z"]
-    multigoal, planar = "goals" in per_z[0], "headings" in per_z[0]
-    print(f"\n  z | return (mean ± std over {len(per_z[0]['returns'])} episodes)" +
-          (" | goal reached (episodes)" if multigoal else "") +
-          (" | heading (mean, degrees) | net speed (mean, m/s)" if planar else ""))
-    for entry in per_z:
-        line = f"{entry['z']:>3} | {entry['mean']:10.1f} ± {entry['std']:.1f}"
-        if multigoal:
-            goal = most_common_goal(entry["goals"])
-            line += f" | {goal:>2} ({entry['goals'].count(goal) if goal >= 0 else 0}/{len(entry['goals'])})"
-        if planar:
-            line += f" | {entry['mean_heading']:7.1f} | {entry['mean_speed']:.2f}"
-        print(line)
-    summary = f"avg {result['avg']:.1f} | max {result['max']:.1f}"
-    if multigoal:
-        summary += f" | distinct goals {result['distinct_goals']} of {result['num_z']} z"
-    if planar and result["num_z"] > 1:
-        summary += (f" | smallest heading gap {result['min_heading_gap']:.0f}° | quadrants {result['quadrants']} of 4"
-                    f" | distinct running directions {result['distinct_running_directions']} "
-                    f"(z at >= {RUNNING_SPEED} m/s, >= {DISTINCT_DIRECTION:.0f}° apart)")
-    print(summary)
-
-
-def collect_transitions(act, make_envs, env_id: str, num_z: int, steps_per_z: int, seed: int,
-                        device: torch.device):
-    """Fresh transitions of every z's current stochastic policy, for a held-out measure:
-    `steps_per_z` steps of each z side by side in a separate vector env (env k runs z = k),
-    its episodes and its action noise seeded from `seed` alone. Every random generator of the
-    training run is left as it was, so training continues exactly as without this.
-    Returns (obs, actions, z): [num_z * steps_per_z, ...] tensors on `device`."""
-    envs = make_envs(env_id, num_z)
-    z = torch.arange(num_z, device=device)
-    observations, actions_taken = [], []
-    with torch.random.fork_rng(devices=range(torch.cuda.device_count())), torch.inference_mode():
-        torch.manual_seed(seed)
-        obs, _ = envs.reset(seed=seed)
-        for _ in range(steps_per_z):
-            obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=device)
-            actions = act(obs_tensor, z)
-            observations.append(obs_tensor)
-            actions_taken.append(actions)
-            obs, *_ = envs.step(actions.cpu().numpy())
-    envs.close()
-    return torch.cat(observations), torch.cat(actions_taken), z.repeat(steps_per_z)
-
-
-def record_videos(act, env_id: str, seeds: list[int], paths: list[str], device: torch.device) -> None:
-    """One episode of every z (z = k starting from seeds[k]: the seed of its first evaluation
-    episode), side by side in one vector env, rendered to animated GIFs, with
-    `act(obs [N, obs_dim], z [N]) -> actions [N, act_dim]`."""
-    from PIL import Image
-
-    num_z = len(seeds)
-    envs = gym.make_vec(env_id, num_envs=num_z, vectorization_mode="sync", render_mode="rgb_array",
-                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP})  # last frame kept
-    z = torch.arange(num_z, device=device)
-    obs, _ = envs.reset(seed=seeds)
-    frames, recording = [[frame] for frame in envs.render()], np.ones(num_z, dtype=bool)
-    while recording.any():
-        with torch.inference_mode():
-            actions = act(torch.as_tensor(obs, dtype=torch.float32, device=device), z)
-        obs, _, terminations, truncations, _ = envs.step(actions.cpu().numpy())
-        for k, frame in enumerate(envs.render()):
-            if recording[k]:
-                frames[k].append(frame)
-        recording &= ~(terminations | truncations)
-    envs.close()
-    duration = max(20, 1000 // envs.metadata.get("render_fps", 30))  # ms per frame
-    for path, episode in zip(paths, frames):
-        images = [Image.fromarray(frame) for frame in episode]
-        images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0)
-
-
-def held_out_measure(act, make_envs, env_id: str, num_z: int, steps_per_z: int, seed: int, device: torch.device,
-                     state_action_disc, state_disc) -> dict:
-    """Discriminability on data no discriminator has seen (SPEC §5, Figure 2): fresh transitions
-    of every z's current stochastic policy `act`, scored by q(z|s,a) and q(z|s) without training.
-    Replay batches can be memorised; these cannot."""
-    obs, actions, z = collect_transitions(act, make_envs, env_id, num_z, steps_per_z, seed, device)
-    with torch.no_grad():
-        _, log_q_sa, accuracy_sa = state_action_disc.loss(torch.cat([obs, actions], -1), z)
-        _, log_q_s, accuracy_s = state_disc.loss(obs, z)
-    return {"measure/log_q_z_given_sa": log_q_sa, "measure/log_q_z_given_s": log_q_s,
-            "measure/accuracy_z_given_sa": accuracy_sa, "measure/accuracy_z_given_s": accuracy_s}
-
-
-def require_flat_box_spaces(envs, env_id: str, algorithm: str) -> None:
+def require_flat_box_spaces(envs, env_id: str, script: str) -> None:
     """One clear line for an environment the scripts cannot learn on."""
     if not isinstance(envs.single_action_space, gym.spaces.Box):
         raise UsageError(f"'{env_id}' has a {type(envs.single_action_space).__name__} action space; "
-                         f"{algorithm} needs a continuous (Box) action space")
+                         f"{script}.py needs a continuous (Box) action space")
     if not isinstance(envs.single_observation_space, gym.spaces.Box) or len(envs.single_observation_space.shape) != 1:
         raise UsageError(f"'{env_id}' needs a flat Box observation space, got {envs.single_observation_space}")
-
-
-def seed_from(*numbers: int) -> int:
-    """A 32-bit seed derived from several integers (e.g. the run's seed and a step)."""
-    return int(np.random.SeedSequence(list(numbers)).generate_state(1)[0])

@@ -2,7 +2,9 @@
 
 One maximum-entropy policy π(a|s) and twin soft Q-functions, CleanRL style, on
 gymnasium 1.x. Defaults and flag names are CleanRL's `sac_continuous_action.py`, so the
-two are set up alike; the MEDE paper's SAC settings are in the README.
+two are set up alike, with one difference: with `--autotune` (the default) α starts at
+`--alpha` (0.2), where CleanRL starts it at 1.0 (log α = 0); `--alpha 1` starts as CleanRL
+does. The MEDE paper's SAC settings are in the README.
 
     python sac_continuous.py --env-id Hopper-v4
     python sac_continuous.py --env-id MultiGoal-v0 --total-timesteps 20000 --save-model
@@ -64,7 +66,7 @@ class Args(RunArgs):  # + the run's flags (--seed, --cuda, --threads, --checkpoi
     target_network_frequency: int = 1
     """the frequency (in steps) of the target networks update"""
     alpha: float = 0.2
-    """the entropy temperature alpha (its initial value when autotuned)"""
+    """the entropy temperature alpha (its initial value when autotuned; CleanRL starts at 1.0 there)"""
     autotune: bool = True
     """automatic tuning of alpha towards the target entropy -dim(A)"""
     hidden_dim: int = 256
@@ -73,21 +75,21 @@ class Args(RunArgs):  # + the run's flags (--seed, --cuda, --threads, --checkpoi
 
 def check_args(args: Args) -> None:
     run_utils.require(args, positive=["total_timesteps", "buffer_size", "batch_size", "policy_frequency",
-                                      "target_network_frequency", "hidden_dim", "policy_lr", "q_lr"],
-                      non_negative=["learning_starts"])
+                                      "target_network_frequency", "hidden_dim", "policy_lr", "q_lr", "tau", "alpha"],
+                      non_negative=["learning_starts", "gamma"], at_most_one=["gamma", "tau"])
 
 
 # ----------------------------------------------------------------------------- environment
+# COPY environment: the same in sac_continuous.py, mede_continuous.py and diayn_continuous.py (tests/test_copies.py checks)
 def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
-    """`num_envs` copies of `env_id` in one synchronous vector env with SAME_STEP autoreset:
-    when an episode ends, `step` returns the first observation of the next episode and puts
-    the last one of the finished episode in `infos["final_obs"]`."""
+    """`num_envs` copies of `env_id`, SAME_STEP autoreset: when an episode ends, `step` returns the
+    next episode's first observation and the finished one's last in `infos["final_obs"]`."""
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
                             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
     except gym.error.Error as error:
         raise UsageError(f"cannot make environment '{env_id}': {error}") from None
-    run_utils.require_flat_box_spaces(envs, env_id, "SAC")
+    run_utils.require_flat_box_spaces(envs, env_id, SCRIPT)
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 
@@ -95,10 +97,10 @@ def transitions_to_store(next_obs: np.ndarray, infos: dict) -> np.ndarray:
     """The s' of each env's transition: `next_obs`, except where an episode just ended, where
     it is the episode's true last observation and not the first one of the next episode."""
     real_next_obs = next_obs.copy()
-    if "_final_obs" in infos:
-        for i in np.flatnonzero(infos["_final_obs"]):
-            real_next_obs[i] = infos["final_obs"][i]
+    for i in np.flatnonzero(infos.get("_final_obs", [])):
+        real_next_obs[i] = infos["final_obs"][i]
     return real_next_obs
+# END COPY environment
 
 
 # ---------------------------------------------------------------------------- replay buffer
@@ -289,6 +291,14 @@ class SAC:
                 for target, online in zip(self.qf_target.parameters(), self.qf.parameters()):
                     target.lerp_(online, self.args.tau)
         return self.info
+
+    def policy(self, obs, z: int = 0, deterministic: bool = True) -> np.ndarray:
+        """The action for one observation as `env.reset()` or `env.step()` return it (obs [obs_dim]
+        -> action [act_dim], numpy): the mean action, or a sample. There is one policy: z is ignored."""
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.log_alpha.device).reshape(1, -1)
+        with torch.inference_mode():
+            actions = self.actor.deterministic(obs) if deterministic else self.actor.sample(obs)[0]
+        return actions[0].cpu().numpy()
 
     def modules(self) -> dict:
         """Everything with a state, by name (checkpoints hold them all)."""

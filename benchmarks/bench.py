@@ -199,7 +199,7 @@ def table(results: dict[tuple[str, int], list[dict]]) -> list[str]:
                                                                                     reverse=True)]
     references = [(label, config) for label, config in references if config in results]
     lines = ["| contender | threads | precision | updates/s (median) | spread (min–max) | env steps/s (median) | " +
-             " | ".join(f"vs {label} (env steps/s)" for label, _ in references) + " | peak RSS (MB) |",
+             "".join(f"vs {label} (env steps/s) | " for label, _ in references) + "peak RSS (MB) |",
              "|---|---|---|---|---|---|" + "---|" * len(references) + "---|"]
     for (name, threads), runs in results.items():
         rates = [r["updates_per_s"] for r in runs]

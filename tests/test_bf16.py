@@ -55,7 +55,7 @@ def test_one_bf16_update_stays_close_to_the_float32_update(name, kwargs):
     torch.manual_seed(1)
     with BF16():
         info16 = twin.update(batch, 0)
-    networks = ["actor", "qf"] + ([] if name == "sac" else ["disc", "state_disc" if name == "mede" else "action_disc"])
+    networks = ["actor", "qf"] + ([] if name == "sac" else ["disc_sa", "disc_s"])
     for network in networks:  # the gradients of the update's last backward through each network
         for (key, p32), p16 in zip(getattr(agent, network).named_parameters(), getattr(twin, network).parameters()):
             error = (p16.grad - p32.grad).norm() / p32.grad.norm()
@@ -78,8 +78,7 @@ def test_under_bf16_the_losses_log_probabilities_weights_and_optimizer_states_st
             policy_in = module.policy_input(batch.obs, batch.z, 3, agent.separate)
             _, log_pi = agent.actor.sample(policy_in)
             q = agent.qf(policy_in, batch.actions)
-            disc_sa = agent.disc if name == "mede" else agent.action_disc
-            log_q = disc_sa.log_prob(torch.cat([batch.obs, batch.actions], -1), batch.z)
+            log_q = agent.disc_sa.log_prob(torch.cat([batch.obs, batch.actions], -1), batch.z)
             assert log_q.dtype == torch.float32
         assert log_pi.dtype == torch.float32 and q.dtype == torch.float32
         assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16  # autocast is on

@@ -77,21 +77,21 @@ def test_the_policy_gets_no_gradient_from_the_discriminator(separate):
     agent = small_agent(separate)
     batch = random_batch(3 if separate else 1)
     calls = []
-    real_forward = agent.disc.net.forward
+    real_forward = agent.disc_s.net.forward
 
     def recording_forward(x, train_params=True):
         out = real_forward(x, train_params)
         calls.append((x.requires_grad, out.requires_grad))
         return out
 
-    agent.disc.net.forward = recording_forward
+    agent.disc_s.net.forward = recording_forward
     agent.update(batch, 0)
     assert calls, "the discriminator was not used"
     assert not any(input_needs_grad for input_needs_grad, _ in calls), "a policy output reached q(z|s)"
     assert [out_needs_grad for _, out_needs_grad in calls] == [False, True], \
         "q(z|s) is used once without gradient (the reward) and once to be trained"
-    assert all(p.grad is None or p.grad.abs().sum() > 0 for p in agent.disc.parameters())
-    reward = diayn.augmented_reward(agent.disc, batch, 1.0, 1.0, False, 3)
+    assert all(p.grad is None or p.grad.abs().sum() > 0 for p in agent.disc_s.parameters())
+    reward = diayn.augmented_reward(agent.disc_s, batch, 1.0, 1.0, False, 3)
     assert not reward.requires_grad
 
 
@@ -100,13 +100,13 @@ def test_the_measurement_discriminator_feeds_no_loss_of_the_agent(separate):
     agent = small_agent(separate)
     other = copy.deepcopy(agent)
     with torch.no_grad():
-        for p in other.action_disc.parameters():
+        for p in other.disc_sa.parameters():
             p.add_(torch.randn_like(p))
     batch = random_batch(3 if separate else 1)
     for a in (agent, other):
         torch.manual_seed(0)
         a.update(batch, 0)
-    for name in ("actor", "qf", "qf_target", "disc"):
+    for name in ("actor", "qf", "qf_target", "disc_s"):
         for p, q in zip(getattr(agent, name).parameters(), getattr(other, name).parameters()):
             assert torch.equal(p, q), f"q(z|s,a) changed the {name}"
 
@@ -116,7 +116,7 @@ def test_the_discriminator_reward_does_reach_the_critic():
     agent = small_agent()
     other = copy.deepcopy(agent)
     with torch.no_grad():
-        for p in other.disc.parameters():
+        for p in other.disc_s.parameters():
             p.add_(torch.randn_like(p))
     batch = random_batch(1)
     for a in (agent, other):

@@ -107,7 +107,7 @@ def test_ensemble_members_are_independent_mlps():
 def actor_grads(agent, batch, disc_grad, seed=0):
     agent.actor.zero_grad(set_to_none=True)
     torch.manual_seed(seed)  # the same ε every time
-    loss, _ = mede.actor_loss(agent.actor, agent.qf, agent.disc, batch.obs, batch.z, torch.tensor(0.3), 1.0,
+    loss, _ = mede.actor_loss(agent.actor, agent.qf, agent.disc_sa, batch.obs, batch.z, torch.tensor(0.3), 1.0,
                               disc_grad, agent.num_z, agent.separate)
     loss.backward()
     return [p.grad.clone() for p in agent.actor.parameters()]
@@ -119,7 +119,7 @@ def test_discriminator_gradient_reaches_the_actor_only_with_disc_grad(separate):
     batch = random_batch(3 if separate else 1)
     before = {flag: actor_grads(agent, batch, flag) for flag in (True, False)}
     with torch.no_grad():  # change ONLY the discriminator's weights
-        for p in agent.disc.parameters():
+        for p in agent.disc_sa.parameters():
             p.add_(torch.randn_like(p))
     after = {flag: actor_grads(agent, batch, flag) for flag in (True, False)}
     assert any(not torch.allclose(b, a) for b, a in zip(before[True], after[True])), \
@@ -132,7 +132,7 @@ def test_actor_loss_steps_neither_the_discriminator_nor_the_critics():
     agent = small_agent()
     batch = random_batch(1)
     actor_grads(agent, batch, disc_grad=True)
-    for module in (agent.disc, agent.state_disc, agent.qf):
+    for module in (agent.disc_sa, agent.disc_s, agent.qf):
         assert all(p.grad is None for p in module.parameters())
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.actor.parameters())
 
@@ -142,13 +142,13 @@ def test_the_measurement_discriminator_feeds_no_loss_of_the_agent(separate):
     agent = small_agent(separate)
     other = copy.deepcopy(agent)
     with torch.no_grad():
-        for p in other.state_disc.parameters():
+        for p in other.disc_s.parameters():
             p.add_(torch.randn_like(p))
     batch = random_batch(3 if separate else 1)
     for a in (agent, other):
         torch.manual_seed(0)
         a.update(batch, 0)
-    for name in ("actor", "qf", "qf_target", "disc"):
+    for name in ("actor", "qf", "qf_target", "disc_sa"):
         for p, q in zip(getattr(agent, name).parameters(), getattr(other, name).parameters()):
             assert torch.equal(p, q), f"q(z|s) changed the {name}"
 
@@ -158,12 +158,12 @@ def test_update_moves_the_targets_by_tau_and_trains_the_discriminator():
     batch = random_batch(1)
     online_before = [p.detach().clone() for p in agent.qf.parameters()]
     target_before = [p.detach().clone() for p in agent.qf_target.parameters()]
-    disc_before = [p.detach().clone() for p in agent.disc.parameters()]
+    disc_before = [p.detach().clone() for p in agent.disc_sa.parameters()]
     agent.update(batch, 0)
     for t_old, t_new, online in zip(target_before, agent.qf_target.parameters(), agent.qf.parameters()):
         assert torch.allclose(t_new, 0.75 * t_old + 0.25 * online.detach(), atol=1e-6)
     assert any(not torch.equal(a, b) for a, b in zip(online_before, agent.qf.parameters()))
-    assert any(not torch.equal(a, b) for a, b in zip(disc_before, agent.disc.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(disc_before, agent.disc_sa.parameters()))
 
 
 # --------------------------------------------------- separate networks = one agent at a time
@@ -177,7 +177,7 @@ def member_slice(agent, m):
         for net_single, net_all in ((single.qf, agent.qf), (single.qf_target, agent.qf_target)):
             for mine, theirs in zip(net_single.parameters(), net_all.parameters()):
                 mine.data = theirs[[m, members + m]].clone()  # rows of Q_1 and Q_2 of member m
-    single.disc = agent.disc
+    single.disc_sa = agent.disc_sa
     return single
 
 
@@ -193,9 +193,9 @@ def test_separate_networks_equal_each_agent_run_alone(monkeypatch):
     def losses_and_grads(a, b):
         a.qf.zero_grad(set_to_none=True)
         a.actor.zero_grad(set_to_none=True)
-        q_loss, _ = mede.critic_loss(a.qf, a.qf_target, a.actor, a.disc, b, torch.tensor(0.3), 1.0, 1.0, 0.99, 3, True)
+        q_loss, _ = mede.critic_loss(a.qf, a.qf_target, a.actor, a.disc_sa, b, torch.tensor(0.3), 1.0, 1.0, 0.99, 3, True)
         q_loss.backward()
-        pi_loss, _ = mede.actor_loss(a.actor, a.qf, a.disc, b.obs, b.z, torch.tensor(0.3), 1.0, True, 3, True)
+        pi_loss, _ = mede.actor_loss(a.actor, a.qf, a.disc_sa, b.obs, b.z, torch.tensor(0.3), 1.0, True, 3, True)
         pi_loss.backward()
         return q_loss, pi_loss, [p.grad for p in a.qf.parameters()], [p.grad for p in a.actor.parameters()]
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+import evaluation
 import mede_continuous as mede
 import plot
 import run_utils
@@ -133,7 +134,7 @@ def tiny_models(tmp_path, separate=False):
                str(tmp_path / "sac.pt"), dims)
     mede_args = mede.Args(env_id="MultiGoal-v0", hidden_dim=8, disc_hidden_dim=8, num_z=3, separate_networks=separate)
     mede_agent = mede.MEDE(2, 2, -np.ones(2), np.ones(2), mede_args, torch.device("cpu"))
-    save_model(mede, {name: getattr(mede_agent, name).state_dict() for name in ("actor", "qf", "disc", "state_disc")},
+    save_model(mede, {name: getattr(mede_agent, name).state_dict() for name in ("actor", "qf", "disc_sa", "disc_s")},
                mede_args, str(tmp_path / "mede.pt"), dims)
     return str(tmp_path / "sac.pt"), str(tmp_path / "mede.pt"), mede_agent
 
@@ -203,7 +204,7 @@ def ant_eval(path, algorithm, seed, headings):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"algorithm": algorithm, "env_id": "MultiDirectionAnt-v0", "seed": seed,
                                 "global_step": 400, "num_z": len(headings), "avg": 1.0, "max": 1.0, "per_z": per_z,
-                                **run_utils.direction_diversity(headings)}))
+                                **evaluation.direction_diversity(headings)}))
     return str(path.parent)
 
 

@@ -146,8 +146,8 @@ def test_mede_update_matches_a_straightforward_implementation(fixed_noise):
     actor = sequential_from_stacked(agent.actor.net.weights, agent.actor.net.biases, 0)
     critics = [sequential_from_stacked(agent.qf.net.weights, agent.qf.net.biases, j) for j in range(2)]
     targets = [copy.deepcopy(c) for c in critics]
-    disc = sequential_from_stacked(agent.disc.net.weights, agent.disc.net.biases, 0)
-    state_disc = sequential_from_stacked(agent.state_disc.net.weights, agent.state_disc.net.biases, 0)
+    disc = sequential_from_stacked(agent.disc_sa.net.weights, agent.disc_sa.net.biases, 0)
+    state_disc = sequential_from_stacked(agent.disc_s.net.weights, agent.disc_s.net.biases, 0)
     q_opt = torch.optim.Adam([p for c in critics for p in c.parameters()], lr=args.q_lr)
     pi_opt = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
     d_opt = torch.optim.Adam([*disc.parameters(), *state_disc.parameters()], lr=args.disc_lr)
@@ -183,14 +183,14 @@ def test_mede_update_matches_a_straightforward_implementation(fixed_noise):
     fixed_noise.extend([next_noise, noise])
     info = agent.update(batch, 0)
     assert info["qf_loss"].item() * 2 == pytest.approx(ref_qf_loss.item(), rel=1e-5)
-    assert info["disc_loss"].item() == pytest.approx(ref_disc_loss.item(), rel=1e-5)
-    assert info["state_disc_loss"].item() == pytest.approx(ref_state_disc_loss.item(), rel=1e-5)
+    assert info["disc_sa_loss"].item() == pytest.approx(ref_disc_loss.item(), rel=1e-5)
+    assert info["disc_s_loss"].item() == pytest.approx(ref_state_disc_loss.item(), rel=1e-5)
     assert info["actor_loss"].item() == pytest.approx(ref_actor_loss.item(), rel=1e-5, abs=1e-6)
     fast_actor_grads = [g for w, b in zip(agent.actor.net.weights, agent.actor.net.biases)
                         for g in (w.grad[0].T, b.grad[0, 0])]
     for fast, ref in zip(fast_actor_grads, ref_actor_grads):
         torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-6)
-    for mine, ref in ((agent.actor.net, actor), (agent.disc.net, disc), (agent.state_disc.net, state_disc)):
+    for mine, ref in ((agent.actor.net, actor), (agent.disc_sa.net, disc), (agent.disc_s.net, state_disc)):
         torch.testing.assert_close(sequential_from_stacked(mine.weights, mine.biases, 0).state_dict(),
                                    ref.state_dict(), rtol=1e-4, atol=1e-6)
     for j in range(2):

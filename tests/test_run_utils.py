@@ -20,6 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 import diayn_continuous as diayn
+import evaluation
 import mede_continuous as mede
 import run_utils
 import sac_continuous as sac
@@ -265,7 +266,7 @@ def copy_of_mede(tmp_path):
     """`cp mede_continuous.py my_mede.py`, next to the modules it imports, as a researcher does."""
     project = tmp_path / "project"
     project.mkdir()
-    for module in ("run_utils.py", "multigoal_env.py", "multidirection_ant.py"):
+    for module in ("run_utils.py", "evaluation.py", "multigoal_env.py", "multidirection_ant.py"):
         shutil.copy(os.path.join(ROOT, module), project)
     shutil.copy(os.path.join(ROOT, "mede_continuous.py"), project / "my_mede.py")
     return str(project / "my_mede.py")
@@ -399,7 +400,7 @@ def test_progress_on_a_terminal_clears_the_rest_of_the_line(monkeypatch, capsys)
 def test_evaluation_records_each_episodes_displacement_and_heading_on_multidirection_ant():
     constant = torch.tensor([0.5, -0.5, 0.5, -0.5, 0.5, -0.5, 0.5, -0.5])
     act = lambda obs, z: constant.expand(len(obs), -1) * (1 - 2 * z.unsqueeze(1))  # noqa: E731  (z = 1: the negative)
-    per_z = run_utils.evaluate(act, mede.make_envs, "MultiDirectionAnt-v0", 2, 2, 7, torch.device("cpu"))
+    per_z = evaluation.evaluate(act, mede.make_envs, "MultiDirectionAnt-v0", 2, 2, 7, torch.device("cpu"))
     # The same episodes by hand, torso positions from MuJoCo itself.
     import gymnasium as gym
     seeds = iter(range(7, 11))  # a vector env of 4 seeds env i with seed + i
@@ -424,18 +425,18 @@ def test_evaluation_records_each_episodes_displacement_and_heading_on_multidirec
 
 def test_evaluation_records_no_heading_where_the_env_reports_no_planar_position():
     act = lambda obs, z: torch.zeros(len(obs), 3)  # noqa: E731
-    (entry,) = run_utils.evaluate(act, sac.make_envs, "Hopper-v5", 1, 1, 0, torch.device("cpu"))  # x, no y
+    (entry,) = evaluation.evaluate(act, sac.make_envs, "Hopper-v5", 1, 1, 0, torch.device("cpu"))  # x, no y
     assert "headings" not in entry and len(entry["returns"]) == 1
 
 
 def test_direction_diversity_by_hand():
-    assert run_utils.direction_diversity([10.0, 100.0, -170.0, -80.0]) == {"min_heading_gap": 90.0, "quadrants": 4}
-    assert run_utils.direction_diversity([5.0, 15.0, 355.0]) == {"min_heading_gap": 10.0, "quadrants": 2}
-    assert run_utils.direction_diversity([-179.0, 179.0])["min_heading_gap"] == pytest.approx(2.0)
+    assert evaluation.direction_diversity([10.0, 100.0, -170.0, -80.0]) == {"min_heading_gap": 90.0, "quadrants": 4}
+    assert evaluation.direction_diversity([5.0, 15.0, 355.0]) == {"min_heading_gap": 10.0, "quadrants": 2}
+    assert evaluation.direction_diversity([-179.0, 179.0])["min_heading_gap"] == pytest.approx(2.0)
 
 
 def test_distinct_running_directions_count_only_running_z_far_enough_apart():
-    count = lambda headings, speeds: run_utils.direction_diversity(headings, speeds)["distinct_running_directions"]  # noqa: E731
+    count = lambda headings, speeds: evaluation.direction_diversity(headings, speeds)["distinct_running_directions"]  # noqa: E731
     assert count([0.0, 90.0, 180.0, -90.0], [1.0, 1.0, 1.0, 1.0]) == 4
     assert count([0.0, 90.0, 180.0, -90.0], [1.0, 0.29, 1.0, 0.1]) == 2  # two z stand still
     assert count([0.0, 30.0, 60.0, 90.0], [1.0] * 4) == 2  # 0 and 60, or 30 and 90; no three are 45° apart
@@ -456,22 +457,86 @@ def test_the_held_out_measure_cannot_be_inflated_by_memorising_the_replay_buffer
     agent = mede.MEDE(11, 3, -np.ones(3), np.ones(3), args, torch.device("cpu"))
     with torch.no_grad():
         agent.actor.net.weights[0][:, 11:] = 0  # the one-hot z no longer reaches the policy
-    state_action_disc, state_disc = agent.disc, agent.state_disc
+    disc_sa, disc_s = agent.disc_sa, agent.disc_s
     # The replay buffer: 500 steps of each z's (identical) policy, labelled with that z.
-    obs, actions, z = run_utils.collect_transitions(agent.act, mede.make_envs, "Hopper-v4", num_z, 500, 1,
-                                                    torch.device("cpu"))
+    obs, actions, z, _, _ = evaluation.collect_transitions(agent.act, mede.make_envs, "Hopper-v4", num_z, 500, 1,
+                                                          torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
     for _ in range(2000):  # the discriminators' training on replay batches, as in `update`
         idx = torch.randint(len(z), (256,), generator=g)
-        loss_sa, replay_log_q_sa, _ = state_action_disc.loss(torch.cat([obs[idx], actions[idx]], -1), z[idx])
-        loss_s, replay_log_q_s, _ = state_disc.loss(obs[idx], z[idx])
+        loss_sa, replay_log_q_sa, _ = disc_sa.loss(torch.cat([obs[idx], actions[idx]], -1), z[idx])
+        loss_s, replay_log_q_s, _ = disc_s.loss(obs[idx], z[idx])
         agent.disc_optimizer.zero_grad()
         (loss_sa + loss_s).backward()
         agent.disc_optimizer.step()
     assert replay_log_q_sa > chance + 0.4 and replay_log_q_s > chance + 0.4, (replay_log_q_sa, replay_log_q_s)
 
-    held_out = run_utils.held_out_measure(agent.act, mede.make_envs, "Hopper-v4", num_z, 500, 2, torch.device("cpu"),
-                                          state_action_disc, state_disc)
+    held_out = evaluation.held_out_measure(agent.act, mede.make_envs, "Hopper-v4", num_z, 500, 2, torch.device("cpu"),
+                                           disc_sa=disc_sa, disc_s=disc_s)
     assert held_out["measure/log_q_z_given_sa"] < chance + 0.05, held_out
     assert held_out["measure/log_q_z_given_s"] < chance + 0.05, held_out
     assert held_out["measure/accuracy_z_given_sa"] < 0.25 + 0.05 and held_out["measure/accuracy_z_given_s"] < 0.3
+
+
+# ------------------------------------------------- files written before the discriminators' rename
+DATA = os.path.join(ROOT, "tests", "data")  # written by commit 06152c6 (2026-11), with disc/state_disc/action_disc
+
+
+@pytest.mark.parametrize("name, old_sa, old_s", [("mede", "disc", "state_disc"), ("diayn", "action_disc", "disc")])
+def test_model_files_written_before_the_rename_still_load(name, old_sa, old_s):
+    path = os.path.join(DATA, f"{name}_model_2026-11.torch")
+    saved = torch.load(path, map_location="cpu", weights_only=False)["agent"]
+    agent, args = SCRIPTS[name].load_model(path)
+    for new, old in (("disc_sa", old_sa), ("disc_s", old_s)):
+        for key, value in getattr(agent, new).state_dict().items():
+            assert torch.equal(value, saved[old][key]), f"{new} is not the file's {old}"
+    assert args.bf16 is False  # a flag newer than the file takes its default
+
+
+@pytest.mark.parametrize("name", ["mede", "diayn"])
+def test_checkpoints_written_before_the_rename_still_resume(tmp_path, name):
+    run_dir = tmp_path / "old_run"
+    run_dir.mkdir()
+    shutil.copy(os.path.join(DATA, f"{name}_checkpoint_2026-11.torch"), run_dir / "checkpoint.pt")
+    module = SCRIPTS[name]
+    result = module.main(run_utils.parse_args(module.Args, module.__file__,
+                                              ["--resume", str(run_dir), "--total-timesteps", "400"]))
+    assert result["global_step"] == 400 and result["precision"] == "float32"
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    assert {"disc_sa", "disc_s"} <= state["agent"].keys() and "state_disc" not in state["agent"]
+
+
+def test_multigoal_evaluation_records_each_episodes_goal_and_the_goals_compass_names():
+    to_east = lambda obs, z: torch.tensor([[1.0, 0.0]]).expand(len(obs), -1) * (1 - 2 * z.unsqueeze(1))  # noqa: E731
+    per_z = evaluation.evaluate(to_east, mede.make_envs, "MultiGoal-v0", 2, 3, 0, torch.device("cpu"))
+    result = evaluation.summarize(per_z)
+    assert result["goal_names"] == ["E", "W", "N", "S"] and result["distinct_goals"] == 2
+    assert per_z[0]["goals"] == [0, 0, 0] and per_z[0]["goal"] == "E"
+    assert per_z[1]["goals"] == [1, 1, 1] and per_z[1]["goal"] == "W"
+
+
+@pytest.mark.parametrize("name, kwargs", [("sac", {}), ("mede", {}), ("mede", {"separate_networks": True}),
+                                          ("diayn", {})])
+def test_the_readmes_rollout_of_a_saved_model_works_on_what_env_reset_returns(tmp_path, monkeypatch, name, kwargs):
+    monkeypatch.chdir(tmp_path)
+    SCRIPTS[name].main(make_args(name, total_timesteps=200, save_model=True, **kwargs))
+    (model,) = only_run(tmp_path).glob("*.pt")
+    if name == "sac":
+        agent = sac.SAC(**torch.load(model, weights_only=False)["dims"], args=make_args(name), device=torch.device("cpu"))
+    else:
+        agent, _ = SCRIPTS[name].load_model(str(model))
+    import gymnasium as gym
+    env = gym.make("MultiGoal-v0")
+    obs, _ = env.reset(seed=0)
+    for z in range(1 if name == "sac" else 3):
+        for deterministic in (True, False):
+            action = agent.policy(obs, z=z, deterministic=deterministic)
+            assert action.shape == (2,) and env.action_space.contains(action.astype(np.float32))
+    if name != "sac":  # policy z is the deterministic action of z: row z of the ensemble, or z's one-hot
+        x = torch.as_tensor(obs).view(1, 1, 2)
+        for z in range(3):
+            if kwargs:
+                expected = agent.actor.deterministic(x.expand(3, 1, 2))[z, 0]
+            else:
+                expected = agent.actor.deterministic(torch.cat([x, torch.eye(3)[z].view(1, 1, 3)], -1))[0, 0]
+            np.testing.assert_allclose(agent.policy(obs, z=z), expected.detach().numpy(), rtol=1e-6)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import AffineTransform, Normal, TanhTransform, TransformedDistribution
 
-import run_utils
+import evaluation
 import sac_continuous as sac
 from sac_continuous import (SAC, Actor, Args, Batch, TwinQNetwork, actor_loss, alpha_loss, critic_loss,
                             load_model, main, make_envs, transitions_to_store)
@@ -592,7 +592,7 @@ def test_smoke_multigoal_and_saved_model(tmp_path):
         torch.testing.assert_close(qf.state_dict()[name], value, rtol=0, atol=0)
     # ... and they reproduce the evaluation written to eval.json exactly
     deterministic = lambda obs, z: actor.deterministic(obs)  # noqa: E731
-    again = run_utils.evaluate(deterministic, make_envs, "MultiGoal-v0", 1, 3, args.seed + 10_000, torch.device("cpu"))[0]
+    again = evaluation.evaluate(deterministic, make_envs, "MultiGoal-v0", 1, 3, args.seed + 10_000, torch.device("cpu"))[0]
     assert again["returns"] == pytest.approx(result["per_z"][0]["returns"], abs=1e-9)
     assert again["goals"] == result["per_z"][0]["goals"]
 
