@@ -158,7 +158,7 @@ def print_table(result: dict) -> None:
           (" | goal reached (episodes)" if multigoal else "") +
           (" | heading (mean, degrees) | net speed (mean, m/s)" if planar else ""))
     for entry in per_z:
-        line = f"{'SAC' if one else entry['z']:>{6 if one else 3}} | {entry['mean']:10.1f} ± {entry['std']:.1f}"
+        line = f"{result.get('exp_name', '') if one else entry['z']:>{6 if one else 3}} | {entry['mean']:10.1f} ± {entry['std']:.1f}"
         if multigoal:
             goal = most_common_goal(entry["goals"])
             line += f" | {entry['goal']:>4} ({entry['goals'].count(goal) if goal >= 0 else 0}/{len(entry['goals'])})"

@@ -49,7 +49,7 @@ class Args(MeasureArgs):  # + run_utils' flags: --seed, --threads, --checkpoint-
     exp_name: str = SCRIPT
     """the name of this experiment (part of the run name)"""
     env_id: str = "Hopper-v4"
-    """any gymnasium env id with a Box action space, e.g. this project's MultiGoal-v0, MultiDirectionAnt-v0"""
+    """a gymnasium id (or module:Id) with Box actions, e.g. MultiGoal-v0; Hopper-v4 is the paper's version (v5 works)"""
     total_timesteps: int = 1000000
     """total environment steps of the experiment, summed over all envs (rounded down to a multiple of them)"""
     num_z: int = 4
@@ -106,7 +106,7 @@ def check_args(args: Args) -> None:
 
 
 # ----------------------------------------------------------------------------- environment
-# COPY environment: the same in sac_continuous.py, mede_continuous.py and diayn_continuous.py (tests/test_copies.py checks)
+# COPY environment: the same in every script with this block (tests/test_copies.py)
 def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
     """`num_envs` copies of `env_id`, SAME_STEP autoreset: when an episode ends, `step` returns the
     next episode's first observation and the finished one's last in `infos["final_obs"]`."""
@@ -130,7 +130,7 @@ def transitions_to_store(next_obs: np.ndarray, infos: dict) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- replay buffer
-# COPY replay buffer and networks: the same in mede_continuous.py and diayn_continuous.py (tests/test_copies.py checks)
+# COPY replay buffer and networks: the same in every script with this block (tests/test_copies.py)
 class Batch(NamedTuple):
     obs: torch.Tensor  # [M, B, obs_dim]
     actions: torch.Tensor  # [M, B, act_dim]
@@ -325,7 +325,7 @@ def actor_loss(actor: Actor, qf: TwinQNetwork, disc_sa: Discriminator, obs: torc
     return (alpha * (log_pi - log_prior) - q).mean(-1).sum(), log_pi.detach()
 
 
-# COPY temperature and discriminator batch: the same in mede_continuous.py and diayn_continuous.py (tests/test_copies.py checks)
+# COPY temperature and discriminator batch: the same in every script with this block (tests/test_copies.py)
 def alpha_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, target_entropy: float):
     """J(α) = E[-α (log π(a|s, z) + H̄)] (Haarnoja et al. 2018b §5): α rises while the entropy is below H̄."""
     return (-log_alpha.exp() * (log_pi + target_entropy)).mean()
@@ -354,8 +354,9 @@ class MEDE:
         self.actor = Actor(members, in_dim, act_dim, args.hidden_dim, action_low, action_high).to(device)
         self.qf = TwinQNetwork(members, in_dim, act_dim, args.hidden_dim).to(device)
         self.qf_target = copy.deepcopy(self.qf).requires_grad_(False)
-        self.disc_sa = Discriminator(obs_dim + act_dim, args.disc_hidden_dim, args.num_z).to(device)  # q_ρ(z|s,a): MEDE's
-        self.disc_s = Discriminator(obs_dim, args.disc_hidden_dim, args.num_z).to(device)  # q(z|s): measures only
+        # q_ρ(z|s,a), MEDE's discriminator, and q(z|s), which only measures (Figure 2)
+        self.disc_sa = Discriminator(obs_dim + act_dim, args.disc_hidden_dim, args.num_z).to(device)
+        self.disc_s = Discriminator(obs_dim, args.disc_hidden_dim, args.num_z).to(device)
         self.q_optimizer = torch.optim.Adam(self.qf.parameters(), lr=args.q_lr, fused=True)
         # The two discriminators are independent networks trained side by side by one optimizer.
         disc_params = [*self.disc_sa.parameters(), *self.disc_s.parameters()]
@@ -411,7 +412,7 @@ class MEDE:
                     target.lerp_(online, args.tau)
         return self.info
 
-    # COPY acting and state: the same in mede_continuous.py and diayn_continuous.py (tests/test_copies.py checks)
+    # COPY acting and state: the same in every script with this block (tests/test_copies.py)
     def act(self, obs: torch.Tensor, z: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """Actions for N envs: obs [N, obs_dim], z [N] -> [N, act_dim]. With separate networks the
         envs are grouped by z (env i of N runs z = i // (N / |Z|)), so member m sees its own envs."""

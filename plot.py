@@ -1,34 +1,43 @@
-"""The paper's Figure 1, Figure 2, Table 1 and the M. Ant directions, from what the scripts write.
+"""The paper's figures and tables, from what the runs write: the runs and model files of the three
+scripts, or of your copies of them (`cp mede_continuous.py my_mede.py`).
 
-    python plot.py fig1 --sac runs/<sac run>/sac_continuous.pt --mede runs/<mede run>/mede_continuous.pt
-    python plot.py fig2 --mede runs/Hopper-v4__mede_continuous__* --diayn runs/Hopper-v4__diayn_continuous__*
-    python plot.py table1 runs/*/eval*.json
-    python plot.py ant --runs runs/MultiDirectionAnt-v0__mede_continuous__* --sac runs/MultiDirectionAnt-v0__sac*
+    python plot.py fig1 --sac RUN/sac_continuous.pt --mede RUN/mede_continuous.pt
+    python plot.py fig2 --runs 'runs/*__mede_continuous__*' --runs 'runs/*__my_mede__*'
+    python plot.py table1 'runs/*/eval*.json'
+    python plot.py goals RUN/my_mede.pt
+    python plot.py goals-over-training RUN_DIR
+    python plot.py ant 'runs/MultiDirectionAnt-v0__*'
+    python plot.py ant-training --runs RUN_DIR
 
-fig1   Multigoal paths of SAC (black) and of every MEDE z (one colour each), goals as red dots,
-       from `--save-model` files; below, contours over the 2-D action space at three states of
-       Q_soft (SAC), Q_z (MEDE, one z) and S_z = Q_soft - Q_z (paper Theorem 2).
-fig2   Mean ± std over seeds of log q(z|s,a) and log q(z|s) of the true z, MEDE against DIAYN
-       (and DIAYN with a matched weight), from the TensorBoard logs of the run directories:
-       the held-out measure (measure/..., fresh transitions no discriminator was trained on;
-       the default) or the paper's replay-batch measure (charts/...). Chance level log(1/|Z|).
-table1 Average and max return (mean ± std over seeds) per algorithm, environment, |Z| and
-       diversity weight, from eval.json files (the latest of each run directory), as Markdown
-       (printed and written) and CSV.
-ant    M. Ant: the deterministic torso path of every z in the xy-plane (one colour per z, SAC
-       in black) with an arrow along each z's mean heading, one panel per run, from eval.json.
-goals  Multigoal: how often each policy (SAC, or every MEDE z) reaches each goal over N
-       stochastic (or deterministic) episodes, from a `--save-model` file.
+fig1                 Multigoal paths of a one-policy run (SAC, black) and of every z of a MEDE-shaped
+                     run (one colour each), goals as red dots with their compass names; below, contours
+                     over the action space at three states of Q_soft, Q_z (one z) and S_z = Q_soft - Q_z
+                     (Theorem 2). From model files (--save-model).
+fig2                 Mean ± std over seeds of log q(z|s,a) and log q(z|s) of the true z, one series per
+                     --runs (the held-out measure by default, or the replay batches), chance level log(1/|Z|).
+table1               Average and max return, mean ± std over seeds, from eval.json files. Runs whose
+                     settings differ are never pooled: a row per script, experiment name and setting.
+goals                How often each policy of a Multigoal model file reaches each goal.
+goals-over-training  Multigoal: for every z, the goals its held-out episodes reached, over training.
+ant                  M. Ant: every z's torso path, one panel per run (rows: seeds; columns: experiments),
+                     all on the same axes in metres, with each z's heading and net speed.
+ant-training         M. Ant over training: each z's return, the held-out discriminator accuracy, and each
+                     z's heading (from the replay buffer of the checkpoint).
+
+Every series is labelled by its experiment name (the run's --exp-name, by default its script's
+name) unless --label says otherwise, and counts its distinct seeds. Quoted patterns (with ~) are
+expanded here. Figures go to plots/ unless --out says where.
 """
 
 import argparse
 import csv
 import glob
+import importlib.util
 import json
 import math
 import os
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import matplotlib
 
@@ -37,23 +46,164 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+REPO = os.path.dirname(os.path.abspath(__file__))
 Z_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
              "tab:cyan", "tab:gray", "gold"]
+SERIES_COLOURS = ["tab:blue", "tab:red", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink"]
+GOAL_COLOURS = ["tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown"]
 STATE_COLOURS = ["gold", "hotpink", "saddlebrown"]  # the paper's yellow, pink and brown dots
-ALGORITHM_COLOURS = {"MEDE": "tab:blue", "DIAYN": "tab:red", "DIAYN, matched weight": "tab:orange"}
 MEASURES = {"held-out": ("measure", "held-out transitions"), "replay": ("charts", "replay batches")}
+# Flags that say where and how a run was made, not what it learns: Table 1 does not tell runs apart by them.
+BOOKKEEPING = {"seed", "exp_name", "run_dir", "resume", "threads", "checkpoint_every", "track", "wandb_project_name",
+               "wandb_entity", "capture_video", "save_model", "cuda", "measure_every", "measure_steps",
+               "torch_deterministic"}
 
 
 class PlotError(Exception):
     """Bad input from the user: one line on stderr, exit code 2."""
 
 
+# ------------------------------------------------------------------------- runs and models
+def expand(patterns: list[str]) -> list[str]:
+    """Paths from patterns (quoted globs, ~ included), in order, each at least once."""
+    paths = []
+    for pattern in patterns:
+        pattern = os.path.expanduser(pattern)
+        found = sorted(glob.glob(pattern))
+        if not found and not os.path.exists(pattern):
+            raise PlotError(f"no such file or directory: {pattern}")
+        paths += found or [pattern]
+    return list(dict.fromkeys(paths))
+
+
+def import_script(name: str, recorded_path: str | None, model_path: str):
+    """The module of the script (or copy) that wrote a file: where the file says it ran, or next to plot.py."""
+    if name in sys.modules:
+        return sys.modules[name]
+    for path in (recorded_path, os.path.join(REPO, f"{name}.py")):
+        if path and os.path.isfile(path):
+            sys.path.insert(0, os.path.dirname(path))  # its own imports (run_utils, ...)
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            return module
+    raise PlotError(f"{model_path} was written by {name}.py, which is not at {recorded_path or 'its recorded path'} "
+                    f"nor next to plot.py: put it back there")
+
+
+def load_agent(path: str):
+    """(agent, args, module) from a --save-model file or a checkpoint of any of the scripts or of a copy,
+    rebuilt by the `load_model` of the script that wrote it."""
+    if not os.path.exists(path):
+        raise PlotError(f"no such file: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:  # a directory, a truncated or foreign file
+        state = None
+    if not isinstance(state, dict) or "script" not in state:
+        raise PlotError(f"{path} is not a model file (--save-model) or checkpoint of this project's scripts")
+    module = import_script(state["script"], state.get("script_path"), path)
+    try:
+        agent, args = module.load_model(path)
+    except module.UsageError as error:
+        raise PlotError(str(error)) from None
+    return agent, args, module
+
+
+def latent(args) -> bool:
+    """A MEDE-shaped run (|Z| policies π(a|s, z)), as opposed to a one-policy run (SAC-shaped)."""
+    return hasattr(args, "num_z")
+
+
+def read_json(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        raise PlotError(f"cannot read {path} ({error})") from None
+
+
+def latest_evaluation(run_dir: str) -> dict | None:
+    """The run's latest eval.json (eval.json itself; an extended run keeps eval.step{N}.json too)."""
+    files = sorted(glob.glob(os.path.join(run_dir, "eval*.json")))
+    if not files:
+        return None
+    results = [(read_json(f), f) for f in files]  # the highest step; at a tie, eval.json, then by name
+    return max(results, key=lambda r: (r[0].get("global_step", -1), os.path.basename(r[1]) == "eval.json",
+                                       r[1]))[0]
+
+
+def run_info(run_dir: str) -> dict:
+    """What a run directory is: script, experiment name, seed, |Z| and env, from its eval.json or
+    checkpoint, and a label (the experiment name)."""
+    if not os.path.isdir(run_dir):
+        raise PlotError(f"not a run directory: {run_dir}")
+    result = latest_evaluation(run_dir)
+    if result is not None:
+        info = {"script": result.get("script", result.get("algorithm", "?")),
+                "exp_name": result.get("exp_name", result.get("algorithm", "?")), "seed": result["seed"],
+                "num_z": result["num_z"], "env_id": result["env_id"], "steps": result["global_step"]}
+    elif os.path.exists(os.path.join(run_dir, "checkpoint.pt")):
+        state = torch.load(os.path.join(run_dir, "checkpoint.pt"), map_location="cpu", weights_only=False, mmap=True)
+        saved = state["args"]
+        info = {"script": state["script"], "exp_name": saved["exp_name"], "seed": saved["seed"],
+                "num_z": saved.get("num_z", 1), "env_id": saved["env_id"], "steps": state["global_step"]}
+    else:
+        raise PlotError(f"{run_dir} holds neither eval.json nor checkpoint.pt: not a run directory, or a run that "
+                        "wrote nothing yet")
+    return {**info, "dir": run_dir}
+
+
+def series_of(groups: list[list[str]], labels: list[str]) -> list[tuple[str, list[dict]]]:
+    """Labelled series of runs: each group of run directories (one --runs) is split by script and
+    experiment name; a group's --label names it (then it must be one experiment)."""
+    if len(labels) > len(groups):
+        raise PlotError(f"{len(labels)} --label for {len(groups)} --runs: give one label per --runs")
+    series = []
+    for i, group in enumerate(groups):
+        by_experiment = defaultdict(list)
+        for run_dir in expand(group):
+            info = run_info(run_dir)
+            by_experiment[info["script"], info["exp_name"]].append(info)
+        if i < len(labels) and len(by_experiment) > 1:
+            raise PlotError(f"--label {labels[i]!r} names a --runs with several experiments "
+                            f"({', '.join(name for _, name in by_experiment)}): give each its own --runs")
+        for (_, exp_name), runs in by_experiment.items():
+            series.append((labels[i] if i < len(labels) else exp_name, runs))
+    return series
+
+
+def seeds_label(runs: list[dict]) -> str:
+    """'3 seeds', or '2 seeds; seed 1 twice' when a seed repeats (then said on stderr too)."""
+    counts = Counter(run["seed"] for run in runs)
+    text = f"{len(counts)} seed{'s' if len(counts) > 1 else ''}"
+    twice = [f"seed {seed} {'twice' if n == 2 else f'{n} times'}" for seed, n in sorted(counts.items()) if n > 1]
+    if twice:
+        print(f"note: {', '.join(twice)} among the runs of one series: {', '.join(run['dir'] for run in runs)}",
+              file=sys.stderr)
+    return text + ("; " + ", ".join(twice) if twice else "")
+
+
+def multigoal(env_id: str):
+    """The Multigoal env of `env_id` (its goals, names and threshold), or one line saying it is not one."""
+    import gymnasium as gym
+
+    import multigoal_env  # noqa: F401  (registers the ids)
+
+    try:
+        env = gym.make(env_id).unwrapped
+    except gym.error.Error as error:
+        raise PlotError(f"cannot make {env_id}: {error}") from None
+    if not hasattr(env, "goal_names"):
+        raise PlotError(f"{env_id} is not a Multigoal environment (it has no goals)")
+    return env
+
+
 # ------------------------------------------------------------------------------------ Figure 1
 def rollouts(act, env_id: str, episodes: int, seed: int) -> list[np.ndarray]:
     """Paths [T+1, 2] of `episodes` episodes of the policy `act(obs [2]) -> action [2]`."""
     import gymnasium as gym
-
-    import multigoal_env  # noqa: F401
 
     env = gym.make(env_id)
     paths = []
@@ -69,103 +219,73 @@ def rollouts(act, env_id: str, episodes: int, seed: int) -> list[np.ndarray]:
     return paths
 
 
-def load_sac(path: str):
-    import sac_continuous
-
-    try:
-        actor, qf, args = sac_continuous.load_model(path)
-    except sac_continuous.UsageError as error:
-        raise PlotError(str(error)) from None
-    obs = lambda s: torch.as_tensor(np.asarray(s), dtype=torch.float32).view(-1, 2)  # noqa: E731
-
-    def act(s, deterministic):
-        with torch.no_grad():
-            a = actor.deterministic(obs(s)) if deterministic else actor.sample(obs(s))[0]
-        return a[0].numpy()
-
-    def q_values(s, actions):  # min_j Q_j(s, a) for a batch of actions [N, 2]
-        with torch.no_grad():
-            return qf(obs(s).expand(len(actions), -1), actions).min(0).values.numpy()
-
-    return act, q_values, args
-
-
-def load_mede(path: str):
-    import mede_continuous as mede
-
-    try:
-        agent, args = mede.load_model(path)
-    except mede.UsageError as error:
-        raise PlotError(str(error)) from None
-    members = args.num_z if args.separate_networks else 1
-
-    def act(s, z, deterministic):
-        # Every member acts on this observation; keep the one of policy z.
-        obs = torch.as_tensor(np.asarray(s), dtype=torch.float32).view(1, 2).expand(members, 2)
-        zs = torch.arange(members) if args.separate_networks else torch.full((1,), z)
-        with torch.no_grad():
-            a = agent.act(obs, zs, deterministic)
-        return a[z if args.separate_networks else 0].numpy()
-
-    def q_values(s, z, actions):  # min_j Q_j(s, a, z) for a batch of actions [N, 2]
+def q_function(agent, args, module):
+    """q(state, z, actions [N, 2]) -> min_j Q_j(s, a, z) [N] of a loaded agent (z ignored with one policy)."""
+    def q_values(state, z, actions):
         n = len(actions)
-        obs = torch.as_tensor(np.asarray(s), dtype=torch.float32).view(1, 1, 2).expand(members, n, 2)
-        zs = torch.full((members, n), z)
-        policy_in = mede.policy_input(obs, zs, args.num_z, args.separate_networks)
         with torch.no_grad():
+            if not latent(args):
+                return agent.qf(torch.tensor(state, dtype=torch.float32).view(1, 2).expand(n, 2), actions).min(0).values.numpy()
+            members = args.num_z if args.separate_networks else 1
+            obs = torch.tensor(state, dtype=torch.float32).view(1, 1, 2).expand(members, n, 2)
+            policy_in = module.policy_input(obs, torch.full((members, n), z), args.num_z, args.separate_networks)
             q = agent.qf(policy_in, actions.expand(members, n, 2)).min(0).values
         return q[z if args.separate_networks else 0].numpy()
+    return q_values
 
-    return act, q_values, args
 
+def draw_paths(ax, env, paths_by_colour, states, title):
+    from multigoal_env import BOUND
 
-def draw_paths(ax, env_id, paths_by_colour, states, title):
-    from multigoal_env import BOUND, MultiGoalEnv
-
-    import gymnasium as gym
-
-    goals = gym.spec(env_id).kwargs["goals"]
-    threshold = MultiGoalEnv().goal_threshold
     for colour, (stochastic, deterministic) in paths_by_colour:
         for path in stochastic:
             ax.plot(path[:, 0], path[:, 1], color=colour, lw=0.6, alpha=0.5)
         for path in deterministic:
             ax.plot(path[:, 0], path[:, 1], color=colour, lw=2.2)
-    for gx, gy in goals:
-        ax.add_patch(plt.Circle((gx, gy), threshold, color="red", alpha=0.15))
+    for (gx, gy), name in zip(env.goals, env.goal_names):
+        ax.add_patch(plt.Circle((gx, gy), env.goal_threshold, color="red", alpha=0.15))
         ax.plot(gx, gy, "o", color="red", ms=7)
+        ax.annotate(name, (gx, gy), xytext=(0, 9), textcoords="offset points", ha="center", color="red", fontsize=9)
     for (sx, sy), colour in zip(states, STATE_COLOURS):
         ax.plot(sx, sy, "o", color=colour, ms=9, mec="black", zorder=5)
     ax.set(xlim=(-BOUND, BOUND), ylim=(-BOUND, BOUND), aspect="equal", title=title, xlabel="x", ylabel="y")
 
 
 def figure1(args) -> str:
-    sac_act, sac_q, sac_args = load_sac(args.sac)
-    mede_act, mede_q, mede_args = load_mede(args.mede)
+    sac_agent, sac_args, sac_module = load_agent(args.sac)
+    mede_agent, mede_args, mede_module = load_agent(args.mede)
+    if latent(sac_args):
+        raise PlotError(f"--sac needs a model of a one-policy script (sac_continuous.py or a copy); {args.sac} "
+                        f"has |Z| = {sac_args.num_z}")
+    if not latent(mede_args):
+        raise PlotError(f"--mede needs a model of a script with |Z| policies (mede_continuous.py, diayn_continuous.py "
+                        f"or a copy); {args.mede} has one policy")
     env_id = mede_args.env_id
-    if not env_id.startswith("MultiGoal") or sac_args.env_id != env_id:
-        raise PlotError(f"fig1 needs a SAC and a MEDE model of the same Multigoal env "
-                        f"(got {sac_args.env_id} and {env_id})")
+    if sac_args.env_id != env_id:
+        raise PlotError(f"fig1 needs two models of the same env (got {sac_args.env_id} and {env_id})")
+    env = multigoal(env_id)
     if not 0 <= args.z < mede_args.num_z:
         raise PlotError(f"--z must be in [0, {mede_args.num_z - 1}]")
-    seed = args.seed
-
-    sac_paths = (rollouts(lambda s: sac_act(s, False), env_id, args.episodes, seed),
-                 rollouts(lambda s: sac_act(s, True), env_id, 1, seed))
+    sac_label, mede_label = args.sac_label or sac_args.exp_name, args.mede_label or mede_args.exp_name
+    torch.manual_seed(args.seed)  # the stochastic policies' noise
+    sac_paths = (rollouts(lambda s: sac_agent.policy(s, 0, False), env_id, args.episodes, args.seed),
+                 rollouts(lambda s: sac_agent.policy(s, 0, True), env_id, 1, args.seed))
     mede_paths = [(Z_COLOURS[z % len(Z_COLOURS)],
-                   (rollouts(lambda s, z=z: mede_act(s, z, False), env_id, args.episodes, seed),
-                    rollouts(lambda s, z=z: mede_act(s, z, True), env_id, 1, seed)))
+                   (rollouts(lambda s, z=z: mede_agent.policy(s, z, False), env_id, args.episodes, args.seed),
+                    rollouts(lambda s, z=z: mede_agent.policy(s, z, True), env_id, 1, args.seed)))
                   for z in range(mede_args.num_z)]
     states = args.states or [(0.0, 0.0), tuple(mede_paths[args.z][1][1][0][2]), (-2.0, 2.0)]
+    sac_q, mede_q = q_function(sac_agent, sac_args, sac_module), q_function(mede_agent, mede_args, mede_module)
 
     fig = plt.figure(figsize=(12, 14))
     grid = fig.add_gridspec(4, 3, height_ratios=[1.1, 1, 1, 1], hspace=0.45, wspace=0.35)
     ax_sac, ax_mede, top_right = (fig.add_subplot(grid[0, col]) for col in range(3))
-    draw_paths(ax_sac, env_id, [("black", sac_paths)], states, "SAC")
-    draw_paths(ax_mede, env_id, mede_paths, states, f"MEDE, |Z| = {mede_args.num_z}")
+    draw_paths(ax_sac, env, [("black", sac_paths)], states, sac_label)
+    draw_paths(ax_mede, env, mede_paths, states, f"{mede_label}, |Z| = {mede_args.num_z}")
     top_right.axis("off")
-    handles = [plt.Line2D([], [], color="black", lw=2, label="SAC")]
-    handles += [plt.Line2D([], [], color=colour, lw=2, label=f"MEDE z = {z}") for z, (colour, _) in enumerate(mede_paths)]
+    handles = [plt.Line2D([], [], color="black", lw=2, label=sac_label)]
+    handles += [plt.Line2D([], [], color=colour, lw=2, label=f"{mede_label} z = {z}")
+                for z, (colour, _) in enumerate(mede_paths)]
     handles += [plt.Line2D([], [], color="red", marker="o", ls="", label="goal")]
     handles += [plt.Line2D([], [], color=c, marker="o", mec="black", ls="", label=f"state {i + 1}")
                 for i, c in enumerate(STATE_COLOURS)]
@@ -177,9 +297,10 @@ def figure1(args) -> str:
     actions = torch.as_tensor(np.stack([ax_x.ravel(), ax_y.ravel()], -1), dtype=torch.float32)
     z_colour = Z_COLOURS[args.z % len(Z_COLOURS)]
     for row, (state, dot) in enumerate(zip(states, STATE_COLOURS)):
-        q_soft = sac_q(state, actions).reshape(ax_x.shape)
+        q_soft = sac_q(state, 0, actions).reshape(ax_x.shape)
         q_z = mede_q(state, args.z, actions).reshape(ax_x.shape)
-        for col, (values, name) in enumerate([(q_soft, r"$Q_{soft}$ (SAC)"), (q_z, rf"$Q_z$ (MEDE, z = {args.z})"),
+        for col, (values, name) in enumerate([(q_soft, rf"$Q_{{soft}}$ ({sac_label})"),
+                                              (q_z, rf"$Q_z$ ({mede_label}, z = {args.z})"),
                                               (q_soft - q_z, r"$S_z = Q_{soft} - Q_z$")]):
             ax = fig.add_subplot(grid[row + 1, col])
             filled = ax.contourf(ax_x, ax_y, values, levels=15, cmap="viridis")
@@ -191,77 +312,68 @@ def figure1(args) -> str:
             for spine in ax.spines.values():
                 spine.set_edgecolor(z_colour if col == 1 else dot)
                 spine.set_linewidth(2.5 if col == 1 else 1.5)
-    fig.suptitle(f"Figure 1 on {env_id}: SAC and MEDE paths (top); soft Q-values over the action space "
-                 "at the three marked states (below)", fontsize=12, y=0.93)
+    fig.suptitle(f"Figure 1 on {env_id}: paths (top); soft Q-values over the action space at the three marked "
+                 "states (below)", fontsize=12, y=0.93)
     return save(fig, args.out)
 
 
 def goal_counts(args) -> str:
     """How often each policy reaches each goal over `--episodes` episodes (stochastic by default)."""
-    script = torch.load(args.model, map_location="cpu", weights_only=False, mmap=True).get("script", "?") \
-        if os.path.isfile(args.model) else "?"
-    if script == "sac_continuous":
-        act, _, model_args = load_sac(args.model)
-        policies = {"SAC": lambda s: act(s, args.deterministic)}
-    elif script == "mede_continuous":
-        act, _, model_args = load_mede(args.model)
-        policies = {f"z = {z}": (lambda s, z=z: act(s, z, args.deterministic)) for z in range(model_args.num_z)}
-    else:
-        raise PlotError(f"{args.model} is not a --save-model file of sac_continuous.py or mede_continuous.py")
-    if not model_args.env_id.startswith("MultiGoal"):
-        raise PlotError(f"goals needs a Multigoal model, got one of {model_args.env_id}")
+    agent, model_args, _ = load_agent(args.model)
+    env_id = model_args.env_id
+    env = multigoal(env_id)
+    names = env.goal_names
+    policies = ({f"z = {z}": z for z in range(model_args.num_z)} if latent(model_args)
+                else {model_args.exp_name: 0})
     import gymnasium as gym
 
-    import multigoal_env  # noqa: F401
-
     torch.manual_seed(args.seed)  # the policies' action noise
-    num_goals = len(gym.spec(model_args.env_id).kwargs["goals"])
     kind = "deterministic" if args.deterministic else "stochastic"
     lines = [f"{args.model}: goals reached in {args.episodes} {kind} episodes per policy",
-             "| policy | " + " | ".join(f"goal {g}" for g in range(num_goals)) + " | none |",
-             "|---|" + "---|" * (num_goals + 1)]
-    env = gym.make(model_args.env_id)
-    for name, policy in policies.items():
-        counts = [0] * (num_goals + 1)
+             "| policy | " + " | ".join(names) + " | none |", "|---|" + "---|" * (len(names) + 1)]
+    env = gym.make(env_id)
+    for label, z in policies.items():
+        counts = [0] * (len(names) + 1)
         for episode in range(args.episodes):
             obs, _ = env.reset(seed=args.seed + episode)
             done, goal = False, -1
             while not done:
-                obs, _, terminated, truncated, info = env.step(policy(obs))
+                obs, _, terminated, truncated, info = env.step(agent.policy(obs, z, args.deterministic))
                 done, goal = terminated or truncated, info["goal_index"]
             counts[goal] += 1  # goal -1 (none) is the last column
-        lines.append(f"| {name} | " + " | ".join(str(c) for c in counts) + " |")
+        lines.append(f"| {label} | " + " | ".join(str(c) for c in counts) + " |")
     env.close()
     print("\n".join(lines))
     return "the table above"
 
 
 # ------------------------------------------------------------------------------------ Figure 2
-def read_scalars(run_dir: str, tag: str):
+def read_scalars(run_dir: str, tag: str, why_missing: str = ""):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(run_dir, size_guidance={"scalars": 0}).Reload()
     if tag not in events.Tags()["scalars"]:
-        raise PlotError(f"{run_dir} has no '{tag}' in its TensorBoard log")
+        raise PlotError(f"{run_dir} has no '{tag}' in its TensorBoard log{why_missing}")
     points = {e.step: e.value for e in events.Scalars(tag)}  # a resumed run may repeat steps: keep the last
     steps = np.array(sorted(points))
     return steps, np.array([points[s] for s in steps])
 
 
-def run_num_z(run_dir: str) -> int:
-    """|Z| of a run, from its eval.json or checkpoint (both hold it)."""
-    eval_path = os.path.join(run_dir, "eval.json")
-    if os.path.exists(eval_path):
-        with open(eval_path) as f:
-            return json.load(f)["num_z"]
-    for path in glob.glob(os.path.join(run_dir, "*.pt")):
-        return torch.load(path, map_location="cpu", weights_only=False)["args"]["num_z"]
-    raise PlotError(f"cannot tell |Z| of {run_dir}: it has neither eval.json nor a .pt file")
+def why_no_measure(run: dict) -> str:
+    """Why a run may lack the held-out measure: it ran fewer steps than --measure-every."""
+    config = (latest_evaluation(run["dir"]) or {}).get("config", {})
+    every = config.get("measure_every")
+    if every == 0:
+        return ": it ran with --measure-every 0 (use --measure replay)"
+    if every and run["steps"] < every:
+        return (f": it ran {run['steps']} steps, fewer than --measure-every {every}, the measure's first point "
+                "(use --measure replay, or a longer run)")
+    return ""
 
 
-def mean_std_over_runs(run_dirs: list[str], tag: str, points: int = 200):
+def mean_std_over_runs(runs: list[dict], tag: str, points: int = 200):
     """Mean and std over runs on a common step grid (each run linearly interpolated)."""
-    curves = [read_scalars(d, tag) for d in run_dirs]
+    curves = [read_scalars(run["dir"], tag, why_no_measure(run) if tag.startswith("measure/") else "") for run in runs]
     end = min(steps[-1] for steps, _ in curves)
     start = max(steps[0] for steps, _ in curves)
     grid = np.linspace(start, end, points)
@@ -270,26 +382,20 @@ def mean_std_over_runs(run_dirs: list[str], tag: str, points: int = 200):
 
 
 def figure2(args) -> str:
-    groups = {name: dirs for name, dirs in (("MEDE", args.mede), ("DIAYN", args.diayn),
-                                            ("DIAYN, matched weight", args.diayn_matched)) if dirs}
-    if not groups:
-        raise PlotError("fig2 needs --mede, --diayn and/or --diayn-matched run directories")
-    for dirs in groups.values():
-        for d in dirs:
-            if not os.path.isdir(d):
-                raise PlotError(f"not a run directory: {d}")
-    num_z = {run_num_z(d) for dirs in groups.values() for d in dirs}
+    series = series_of(args.runs, args.label)
+    num_z = {run["num_z"] for _, runs in series for run in runs}
     if len(num_z) != 1:
         raise PlotError(f"the runs have different |Z| ({sorted(num_z)}); plot one |Z| at a time")
     chance = math.log(1 / num_z.pop())
+    labels = [seeds_label(runs) for _, runs in series]
     prefix, measured_on = MEASURES[args.measure]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for ax, tag, label in zip(axes, (f"{prefix}/log_q_z_given_sa", f"{prefix}/log_q_z_given_s"),
                               (r"$\log q(z\,|\,s, a)$", r"$\log q(z\,|\,s)$")):
-        for name, dirs in groups.items():
-            steps, mean, std = mean_std_over_runs(dirs, tag, args.points)
-            colour = ALGORITHM_COLOURS[name]
-            ax.plot(steps, mean, color=colour, label=f"{name} ({len(dirs)} seed{'s' if len(dirs) > 1 else ''})")
+        for i, (name, runs) in enumerate(series):
+            steps, mean, std = mean_std_over_runs(runs, tag, args.points)
+            colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+            ax.plot(steps, mean, color=colour, label=f"{name} ({labels[i]})")
             ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.2)
         ax.axhline(chance, color="gray", ls="--", lw=1, label=f"chance, log(1/|Z|) = {chance:.2f}")
         ax.set(title=label + " of the true z", xlabel="environment steps", ylabel=f"mean log-probability, {measured_on}")
@@ -303,92 +409,127 @@ def figure2(args) -> str:
 
 # ------------------------------------------------------------------------------------- Table 1
 def table1(args) -> str:
-    paths = [p for pattern in args.eval_files for p in (glob.glob(pattern) or [pattern])]
-    latest = {}  # one result per run directory: the latest (a resumed, extended run adds eval.1.json)
-    for path in paths:
-        try:
-            with open(path) as f:
-                result = json.load(f)
-            key = (result["env_id"], result.get("algorithm", "?"), result["num_z"], result.get("separate_networks", False),
-                   result.get("disc_coef", 1.0))
-            step = result["global_step"]
-        except (OSError, ValueError, KeyError) as error:
-            raise PlotError(f"{path} is not an eval.json written by the scripts ({error})") from None
+    latest = {}  # one result per run directory: its latest evaluation (deterministic at a tie)
+    for path in expand(args.eval_files):
+        result = read_json(path)
+        if not all(key in result for key in ("env_id", "num_z", "avg", "max", "global_step", "seed")):
+            raise PlotError(f"{path} is not an eval.json written by the scripts")
         run_dir = os.path.dirname(os.path.abspath(path))
-        if run_dir not in latest or step > latest[run_dir][1]["global_step"]:
-            latest[run_dir] = (key, result)
-    rows = defaultdict(list)
-    for key, result in latest.values():
-        rows[key].append(result)
-    if not rows:
+        rank = (result["global_step"], os.path.basename(path) == "eval.json", path)
+        if run_dir not in latest or rank > latest[run_dir][0]:
+            latest[run_dir] = (rank, {**result, "dir": run_dir})
+    if not latest:
         raise PlotError("no eval.json files given")
+    results = [result for _, result in latest.values()]
+    settings = [{name: value for name, value in result.get("config", {}).items() if name not in BOOKKEEPING}
+                for result in results]
+    differing = {}  # per env and algorithm: the flags whose values differ between its runs
+    for result, setting in zip(results, settings):
+        family = (result["env_id"], result.get("algorithm"))
+        others = [t for r, t in zip(results, settings) if (r["env_id"], r.get("algorithm")) == family]
+        differing[family] = sorted({name for t in others for name in t if len({repr(u.get(name)) for u in others}) > 1}
+                                   - {"env_id", "num_z", "total_timesteps"})  # those have their own columns
+    rows = defaultdict(list)
+    for result, setting in zip(results, settings):
+        name = result.get("algorithm", "?")
+        exp_name = result.get("exp_name")
+        if exp_name and exp_name != result.get("script") and exp_name != name:
+            name += f" [{exp_name}]"
+        elif result.get("script") and result["script"] not in ("sac_continuous", "mede_continuous", "diayn_continuous"):
+            name += f" [{result['script']}]"
+        if setting:
+            name += "".join(f", {flag}={setting.get(flag)!r}" for flag in differing[result["env_id"], result.get("algorithm")]
+                            if flag in setting)
+        else:  # an eval.json without its config (written before 2026-12): what it recorded
+            name += (" (separate)" if result.get("separate_networks") else "") + \
+                    (f" β = {result['disc_coef']:g}" if result.get("disc_coef", 1.0) != 1.0 else "")
+        rows[result["env_id"], name, result["num_z"], result["global_step"]].append(result)
     header = ["env", "algorithm", "|Z|", "seeds", "steps", "avg mean", "avg std", "max mean", "max std"]
     table = []
-    for (env_id, algorithm, num_z, separate, beta), results in sorted(rows.items()):
-        avg = np.array([r["avg"] for r in results])
-        best = np.array([r["max"] for r in results])
-        steps = sorted({r["global_step"] for r in results})
-        name = algorithm + (" (separate)" if separate else "") + (f" β = {beta:g}" if beta != 1.0 else "")
-        table.append([env_id, name, num_z, len(results), "/".join(map(str, steps)),
-                      avg.mean(), avg.std(), best.mean(), best.std()])
+    for (env_id, name, num_z, steps), group in sorted(rows.items()):
+        avg, best = np.array([r["avg"] for r in group]), np.array([r["max"] for r in group])
+        table.append([env_id, name, num_z, seeds_label(group), steps, avg.mean(), avg.std(), best.mean(), best.std()])
     markdown = ["| env | algorithm | \\|Z\\| | seeds | steps | average | max |", "|---|---|---|---|---|---|---|"]
     for env_id, name, num_z, seeds, steps, am, asd, bm, bsd in table:
         max_cell = "" if num_z == 1 else f"{bm:.1f} ± {bsd:.1f}"  # one policy: max = average
         markdown.append(f"| {env_id} | {name} | {num_z} | {seeds} | {steps} | {am:.1f} ± {asd:.1f} | {max_cell} |")
     text = "\n".join(markdown) + "\n"
     print(text, end="")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    write_atomically(f"{args.out}.md", lambda f: f.write(text))
-    write_atomically(f"{args.out}.csv", lambda f: csv.writer(f).writerows([header, *table]), newline="")
-    return f"{args.out}.md and {args.out}.csv"
+    out = os.path.expanduser(args.out)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    write_atomically(f"{out}.md", lambda f: f.write(text))
+    write_atomically(f"{out}.csv", lambda f: csv.writer(f).writerows([header, *table]), newline="")
+    return f"{out}.md and {out}.csv"
+
+
+# ----------------------------------------------------------------------- goals over training
+def goals_over_training(args) -> str:
+    """For every z, the fraction of its held-out episodes that ended at each goal, against the step."""
+    run = run_info(os.path.expanduser(args.run))
+    if run["num_z"] < 2:
+        raise PlotError(f"{args.run} is a one-policy run: goals-over-training needs |Z| policies (MEDE, DIAYN)")
+    names = multigoal(run["env_id"]).goal_names
+    fig, axes = plt.subplots(run["num_z"], 1, figsize=(9, 1.8 * run["num_z"] + 0.8), sharex=True, squeeze=False)
+    why = why_no_measure(run)
+    for z, ax in enumerate(axes[:, 0]):
+        curves = [read_scalars(run["dir"], f"measure/goal_fraction/z{z}/goal{g}", why) for g in range(len(names))]
+        none = read_scalars(run["dir"], f"measure/goal_fraction/z{z}/none", why)
+        steps = curves[0][0]
+        ax.stackplot(steps, *[values for _, values in curves], none[1],
+                     colors=[GOAL_COLOURS[g % len(GOAL_COLOURS)] for g in range(len(names))] + ["lightgray"],
+                     labels=[*names, "none"], alpha=0.85)
+        ax.set(ylim=(0, 1), ylabel=f"z = {z}")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="goal reached", fontsize=8)
+    axes[-1, 0].set_xlabel("environment steps")
+    fig.suptitle(args.title or f"{run['exp_name']}, seed {run['seed']}, {run['env_id']}: the goals each z's held-out "
+                 "episodes reached")
+    fig.tight_layout()
+    return save(fig, args.out)
 
 
 # ------------------------------------------------------------------------------- M. Ant directions
-def read_eval(path: str) -> dict:
-    """The latest eval.json of a run directory (or the file itself)."""
-    if os.path.isdir(path):
-        files = glob.glob(os.path.join(path, "eval*.json"))
-        if not files:
-            raise PlotError(f"{path} holds no eval.json (the run has not finished)")
-        results = [json.load(open(f)) for f in files]
-        return max(results, key=lambda r: r["global_step"])
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as error:
-        raise PlotError(f"cannot read {path} ({error})") from None
-
-
 def figure_ant(args) -> str:
-    runs = [read_eval(p) for p in args.runs]
-    sacs = {r["seed"]: r for r in (read_eval(p) for p in args.sac)}
-    for r in [*runs, *sacs.values()]:
-        if "path" not in r["per_z"][0]:
-            raise PlotError(f"the eval.json of {r['algorithm']} seed {r['seed']} on {r['env_id']} has no torso paths "
-                            "(only MultiDirectionAnt-v0 runs record them)")
-    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 5.2), squeeze=False)
-    for ax, run in zip(axes[0], runs):
-        sac = sacs.get(run["seed"]) or next(iter(sacs.values()), None)
-        drawn = [("black", "SAC", sac["per_z"][0])] if sac else []
-        drawn += [(Z_COLOURS[e["z"] % len(Z_COLOURS)], f"z = {e['z']}", e) for e in run["per_z"]]
-        reach = 1.0
-        for colour, label, entry in drawn:
-            path = np.asarray(entry["path"])
-            ax.plot(path[:, 0], path[:, 1], color=colour, lw=1.8, label=f"{label}: {entry['mean_heading']:.0f}°")
-            length = float(np.mean(np.linalg.norm(entry["displacements"], axis=1)))
-            angle = math.radians(entry["mean_heading"])
-            ax.annotate("", xy=(path[0, 0] + length * math.cos(angle), path[0, 1] + length * math.sin(angle)),
-                        xytext=tuple(path[0]), arrowprops=dict(arrowstyle="->", color=colour, lw=1.2, ls="--"))
-            reach = max(reach, np.abs(path).max(), length)
-        ax.plot(0, 0, "o", color="gray", ms=5)
-        ax.set(xlim=(-1.1 * reach, 1.1 * reach), ylim=(-1.1 * reach, 1.1 * reach), aspect="equal", xlabel="x",
-               ylabel="y", title=f"{run['algorithm']}{' (separate)' if run.get('separate_networks') else ''}, "
-                                 f"seed {run['seed']}, {run['global_step']} steps\n"
-                                 f"{run.get('quadrants', '?')} of 4 quadrants, smallest gap "
-                                 f"{run.get('min_heading_gap') or 0:.0f}°")
-        ax.title.set_fontsize(10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best", title="deterministic path, mean heading", title_fontsize=8)
+    """Rows: seeds; columns: experiments (script and name); every z's deterministic torso path, the same
+    axes in metres everywhere."""
+    evaluations = []
+    for path in expand(args.runs):
+        result = latest_evaluation(path) if os.path.isdir(path) else read_json(path)
+        if result is None:
+            raise PlotError(f"{path} holds no eval.json (the run has not finished)")
+        if "path" not in result["per_z"][0]:
+            raise PlotError(f"the eval.json of {path} has no torso paths (only MultiDirectionAnt-v0 runs record them)")
+        evaluations.append(result)
+    columns = list(dict.fromkeys((r.get("script", r["algorithm"]), r.get("exp_name", r["algorithm"])) for r in evaluations))
+    seeds = sorted({r["seed"] for r in evaluations})
+    panel = {(r["seed"], (r.get("script", r["algorithm"]), r.get("exp_name", r["algorithm"]))): r for r in evaluations}
+    reach = max(1.0, *(np.abs(np.asarray(e["path"])).max() for r in evaluations for e in r["per_z"]))
+    fig, axes = plt.subplots(len(seeds), len(columns), figsize=(5 * len(columns), 5.2 * len(seeds)), squeeze=False)
+    for row, seed in enumerate(seeds):
+        for col, column in enumerate(columns):
+            ax, run = axes[row, col], panel.get((seed, column))
+            if run is None:
+                ax.axis("off")
+                continue
+            one = run["num_z"] == 1
+            for entry in run["per_z"]:
+                colour = "black" if one else Z_COLOURS[entry["z"] % len(Z_COLOURS)]
+                path = np.asarray(entry["path"])
+                speed = f", {entry['mean_speed']:.2f} m/s" if "mean_speed" in entry else ""
+                who = "" if one else f"z = {entry['z']}: "
+                ax.plot(path[:, 0], path[:, 1], color=colour, lw=1.8, label=f"{who}{entry['mean_heading']:.0f}°{speed}")
+                length = float(np.mean(np.linalg.norm(entry["displacements"], axis=1)))
+                angle = math.radians(entry["mean_heading"])
+                ax.annotate("", xy=(path[0, 0] + length * math.cos(angle), path[0, 1] + length * math.sin(angle)),
+                            xytext=tuple(path[0]), arrowprops=dict(arrowstyle="->", color=colour, lw=1.2, ls="--"))
+            ax.plot(0, 0, "o", color="gray", ms=5)
+            running = (f"{run['distinct_running_directions']} distinct running direction(s)"
+                       if "distinct_running_directions" in run else f"{run.get('quadrants', '?')} of 4 quadrants")
+            ax.set(xlim=(-1.1 * reach, 1.1 * reach), ylim=(-1.1 * reach, 1.1 * reach), aspect="equal", xlabel="x (m)",
+                   ylabel="y (m)", title=f"{column[1]}, seed {seed}, {run['global_step']} steps\n{running}")
+            ax.title.set_fontsize(10)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8, loc="best", title="heading, net speed", title_fontsize=8)
     fig.suptitle(args.title or "Multidirection Ant: torso paths of the deterministic policies (arrows: mean heading)")
     fig.tight_layout()
     return save(fig, args.out)
@@ -420,8 +561,9 @@ def buffer_headings(checkpoint_path: str, window: int):
 def figure_ant_training(args) -> str:
     """Per run (a row): each z's episodic return, the held-out accuracy of both discriminators, and
     each z's heading over training (from the replay buffer of its checkpoint)."""
-    fig, axes = plt.subplots(len(args.runs), 3, figsize=(16, 3.6 * len(args.runs)), squeeze=False)
-    for row, run_dir in zip(axes, args.runs):
+    runs = expand(args.runs)
+    fig, axes = plt.subplots(len(runs), 3, figsize=(16, 3.6 * len(runs)), squeeze=False)
+    for row, run_dir in zip(axes, runs):
         name = os.path.basename(os.path.normpath(run_dir))
         steps, headings, speeds = buffer_headings(os.path.join(run_dir, "checkpoint.pt"), args.window)
         members = headings.shape[1]
@@ -431,7 +573,7 @@ def figure_ant_training(args) -> str:
             x, y = read_scalars(run_dir, tag)
             smooth = np.convolve(y, np.ones(args.smooth) / args.smooth, mode="valid") if len(y) >= args.smooth else y
             row[0].plot(x[len(x) - len(smooth):] / members, smooth, color=colour, lw=1.2,
-                        label="SAC" if members == 1 else f"z = {k}")
+                        label="one policy" if members == 1 else f"z = {k}")
         row[0].set(title=f"{name}: episodic return (mean of {args.smooth})", xlabel="steps per agent")
         if members > 1:
             for tag, style in (("measure/accuracy_z_given_sa", "-"), ("measure/accuracy_z_given_s", "--")):
@@ -464,6 +606,7 @@ def write_atomically(path: str, write, newline=None) -> None:
 
 
 def save(fig, out: str) -> str:
+    out = os.path.expanduser(out)
     out = out if out.endswith(".png") else f"{out}.png"
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(f"{out}.tmp.png", dpi=110, bbox_inches="tight")
@@ -483,61 +626,76 @@ def three_states(text: str) -> list[tuple[float, float]]:
     return states
 
 
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """Bad input is one line on stderr (argparse's usage would make it two)."""
+        print(f"plot.py: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     defaults = argparse.ArgumentDefaultsHelpFormatter  # every option's --help shows its default
     p1 = sub.add_parser("fig1", help="Multigoal paths and Q contours (from --save-model files)", formatter_class=defaults)
-    p1.add_argument("--sac", required=True, help="sac_continuous.pt of a SAC run on MultiGoal-v0 / MultiGoalTwo-v0")
-    p1.add_argument("--mede", required=True, help="mede_continuous.pt of a MEDE run on the same env")
-    p1.add_argument("--z", type=int, default=0, help="the MEDE policy whose Q_z is drawn (0 is blue)")
+    p1.add_argument("--sac", required=True, help="model file of a one-policy run (sac_continuous.py or a copy) on a "
+                    "Multigoal env")
+    p1.add_argument("--mede", required=True, help="model file of a run with |Z| policies (mede_continuous.py, "
+                    "diayn_continuous.py or a copy) on the same env")
+    p1.add_argument("--sac-label", help="name of the one-policy run (default: its experiment name)")
+    p1.add_argument("--mede-label", help="name of the |Z|-policy run (default: its experiment name)")
+    p1.add_argument("--z", type=int, default=0, help="the policy whose Q_z is drawn (0 is blue)")
     p1.add_argument("--states", type=three_states, help="the three states of the contour rows, e.g. "
                     "--states='0,0 2,2 -2,2' (default: the origin, the third state of z's deterministic path, "
                     "and (-2, 2))")
     p1.add_argument("--episodes", type=int, default=10, help="stochastic episodes drawn per policy")
     p1.add_argument("--resolution", type=int, default=61, help="grid points per action dimension")
     p1.add_argument("--seed", type=int, default=0, help="seed of the rollouts")
-    p1.add_argument("--out", default="docs/figure1.png", help="output PNG")
+    p1.add_argument("--out", default="plots/figure1.png", help="output PNG")
+    p2 = sub.add_parser("fig2", help="discriminability curves over training, one series per --runs (TensorBoard "
+                        "logs)", formatter_class=defaults)
+    p2.add_argument("--runs", nargs="+", action="append", required=True, metavar="RUN_DIR",
+                    help="run directories (quoted patterns are expanded) of one series; give --runs once per series")
+    p2.add_argument("--label", action="append", default=[], help="the name of a series, one per --runs, in order "
+                    "(default: the runs' experiment name)")
+    p2.add_argument("--measure", choices=list(MEASURES), default="held-out",
+                    help="held-out: fresh transitions no discriminator trained on; replay: the paper's replay batches")
+    p2.add_argument("--points", type=int, default=200, help="points of the common step grid")
+    p2.add_argument("--title", help="figure title")
+    p2.add_argument("--out", default="plots/figure2.png", help="output PNG")
+    p3 = sub.add_parser("table1", help="average and max return (from eval.json files)", formatter_class=defaults)
+    p3.add_argument("eval_files", nargs="+", help="eval.json files (quoted patterns are expanded)")
+    p3.add_argument("--out", default="plots/table1", help="output path without extension (.md and .csv)")
+    p5 = sub.add_parser("goals", help="how often each Multigoal policy reaches each goal (from a --save-model file)",
+                        formatter_class=defaults)
+    p5.add_argument("model", help="model file of a run on a Multigoal env, of any of the scripts or a copy")
+    p5.add_argument("--episodes", type=int, default=100, help="episodes per policy")
+    p5.add_argument("--deterministic", action="store_true", help="the mean action instead of sampling")
+    p5.add_argument("--seed", type=int, default=0, help="seed of the first episode's start (then +1, +2, ...)")
+    p7 = sub.add_parser("goals-over-training", help="Multigoal: the goals each z's held-out episodes reached, over "
+                        "training", formatter_class=defaults)
+    p7.add_argument("run", help="run directory of a MEDE or DIAYN run (or a copy) on a Multigoal env")
+    p7.add_argument("--title", help="figure title")
+    p7.add_argument("--out", default="plots/goals_over_training.png", help="output PNG")
+    p4 = sub.add_parser("ant", help="M. Ant torso paths per z, rows seeds, columns experiments (from eval.json)",
+                        formatter_class=defaults)
+    p4.add_argument("runs", nargs="+", help="run directories or eval.json files (quoted patterns are expanded)")
+    p4.add_argument("--title", help="figure title")
+    p4.add_argument("--out", default="plots/ant_directions.png", help="output PNG")
     p6 = sub.add_parser("ant-training", help="M. Ant over training: returns, discriminator accuracy, headings per z",
                         formatter_class=defaults)
     p6.add_argument("--runs", nargs="+", required=True, help="run directories (with checkpoint.pt and TensorBoard logs)")
     p6.add_argument("--window", type=int, default=5000, help="steps per agent in one heading window")
     p6.add_argument("--smooth", type=int, default=10, help="episodes in the return's moving average")
     p6.add_argument("--min-speed", type=float, default=0.1, help="windows slower than this (m/s) get no heading dot")
-    p6.add_argument("--out", default="docs/ant_training.png", help="output PNG")
-    p5 = sub.add_parser("goals", help="how often each Multigoal policy reaches each goal (from a --save-model file)",
-                        formatter_class=defaults)
-    p5.add_argument("model", help="sac_continuous.pt or mede_continuous.pt of a Multigoal run")
-    p5.add_argument("--episodes", type=int, default=100, help="episodes per policy")
-    p5.add_argument("--deterministic", action="store_true", help="the mean action instead of sampling")
-    p5.add_argument("--seed", type=int, default=0, help="seed of the first episode's start (then +1, +2, ...)")
-    p2 = sub.add_parser("fig2", help="discriminability curves, MEDE against DIAYN (from TensorBoard logs)",
-                        formatter_class=defaults)
-    p2.add_argument("--mede", nargs="*", default=[], help="MEDE run directories (one per seed)")
-    p2.add_argument("--diayn", nargs="*", default=[], help="DIAYN run directories, the paper's beta = 1")
-    p2.add_argument("--diayn-matched", nargs="*", default=[],
-                    help="DIAYN run directories with MEDE's diversity weight (--disc-coef 0.3 at alpha 0.3)")
-    p2.add_argument("--measure", choices=list(MEASURES), default="held-out",
-                    help="held-out: fresh transitions no discriminator trained on; replay: the paper's replay batches")
-    p2.add_argument("--points", type=int, default=200, help="points of the common step grid")
-    p2.add_argument("--title", help="figure title")
-    p2.add_argument("--out", default="docs/figure2.png", help="output PNG")
-    p3 = sub.add_parser("table1", help="average and max return per algorithm (from eval.json files)",
-                        formatter_class=defaults)
-    p3.add_argument("eval_files", nargs="+", help="eval.json files (shell globs are expanded)")
-    p3.add_argument("--out", default="docs/table1", help="output path without extension (.md and .csv)")
-    p4 = sub.add_parser("ant", help="M. Ant torso paths and headings per z (from eval.json)", formatter_class=defaults)
-    p4.add_argument("--runs", nargs="+", required=True, help="MEDE or DIAYN run directories (or eval.json), one panel each")
-    p4.add_argument("--sac", nargs="*", default=[], help="SAC run directories, drawn in black (the same seed's if any)")
-    p4.add_argument("--title", help="figure title")
-    p4.add_argument("--out", default="docs/ant_directions.png", help="output PNG")
+    p6.add_argument("--out", default="plots/ant_training.png", help="output PNG")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> str:
     args = parse_args(argv)
     return {"fig1": figure1, "fig2": figure2, "table1": table1, "ant": figure_ant, "goals": goal_counts,
-            "ant-training": figure_ant_training}[args.command](args)
+            "goals-over-training": goals_over_training, "ant-training": figure_ant_training}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -19,13 +19,17 @@ import contextlib
 import copy
 import ctypes
 import dataclasses
+import fcntl
+import glob
 import json
 import math
 import os
 import random
 import shlex
 import signal
+import socket
 import sys
+import tempfile
 import time
 from collections import deque
 
@@ -95,12 +99,20 @@ class MeasureArgs(RunArgs):
 EMULATED_BF16 = "MEDE_EMULATED_BF16"  # =1: --bf16 even where bf16 is emulated (very slow; to study its numbers)
 
 
+# Exit codes: what happened to a run (sweep.py decides from them whether to try again).
+DONE, FAILED, BAD_INPUT, NAN = 0, 1, 2, 3  # interrupted by a signal: 128 + its number (130 SIGINT, 143 SIGTERM)
+
+
 class UsageError(Exception):
     """Bad input from the user: reported as one line on stderr, exit code 2."""
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; a checkpoint has been written."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived (a BaseException, so that no `except Exception` swallows it)."""
+
+
+class RunFailed(Exception):
+    """The run cannot go on for a reason outside the algorithm (a full disk): one line, exit code 1."""
 
 
 def script_name(file: str) -> str:
@@ -139,7 +151,10 @@ def main_guard(main, args_class, file: str) -> None:
         main(parse_args(args_class, file))
     except UsageError as error:
         print(f"{os.path.basename(file)}: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(BAD_INPUT)
+    except RunFailed as error:
+        print(f"{os.path.basename(file)}: error: {error}", file=sys.stderr)
+        sys.exit(FAILED)
 
 
 # ------------------------------------------------------------------------------- arguments
@@ -153,7 +168,7 @@ def parse_args(args_class, file: str, argv: list[str] | None = None):
         if token == "--resume" and i + 1 < len(argv) or token.startswith("--resume="):
             given = argv[i + 1] if token == "--resume" else token.split("=", 1)[1]
             path = checkpoint_path(given)
-            saved = read_checkpoint(path, script_name(file))["args"]
+            saved = read_checkpoint(path, script_name(file), mmap=True)["args"]
             default = args_from(args_class, {**saved, "resume": path}, path, script_name(file))
             if token == "--resume":
                 argv[i + 1] = path
@@ -203,8 +218,11 @@ def checkpoint_path(path: str) -> str:
     if os.path.isdir(path):
         inside = os.path.join(path, "checkpoint.pt")
         if not os.path.exists(inside):
-            raise UsageError(f"{path} holds no checkpoint.pt (the run wrote none: it ran with --checkpoint-every 0 "
-                             "and was not interrupted)")
+            if not glob.glob(os.path.join(path, "events.out.tfevents.*")):
+                raise UsageError(f"{path} is not a run directory (a run directory holds TensorBoard events and "
+                                 "checkpoint.pt): give the directory of one run")
+            raise UsageError(f"{path} holds no checkpoint.pt: the run wrote none (it ran with --checkpoint-every 0 "
+                             "and was not interrupted), so it cannot be resumed")
         return inside
     if path.endswith(".json"):
         raise UsageError(f"{path} is an evaluation file, not a checkpoint: resume with the run's directory "
@@ -212,10 +230,11 @@ def checkpoint_path(path: str) -> str:
     return path
 
 
-def read_checkpoint(path: str, script: str) -> dict:
-    """Load a checkpoint or model file written by `script`; one clear error otherwise."""
+def read_checkpoint(path: str, script: str, mmap: bool = False) -> dict:
+    """Load a checkpoint or model file written by `script`; one clear error otherwise. mmap=True
+    reads lazily, for a look at its arguments: tensors loaded so stay backed by the file."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)  # mmap: read lazily
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     except FileNotFoundError:
         raise UsageError(f"no such file: {path}") from None
     except IsADirectoryError:
@@ -241,21 +260,70 @@ def check_resume(args, state: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------ files
+def atomic_write(path: str, write) -> None:
+    """`write(file)` into a temporary file with a name of its own next to `path`, flushed to disk,
+    then renamed over `path`, and the rename flushed too: `path` is always either the old file or
+    the whole new one, also after a crash or a power cut. On any error (a full disk, a signal) the
+    temporary file is removed and `path` is left as it was."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_directory(directory)
+
+
+def fsync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_save(obj, path: str) -> None:
-    """torch.save to a temporary file, then rename: `path` is either the old or the new file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def atomic_write_json(obj, path: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+
+
+def keep_earlier(path: str, step: int, step_of) -> None:
+    """Before `path` is written for `step`: if it holds the result of another step (`step_of(path)`),
+    move it to `stem.step{that step}.ext`, so that `path` is always the latest and nothing is lost."""
+    if os.path.exists(path) and (earlier := step_of(path)) != step:
+        stem, ext = os.path.splitext(path)
+        os.replace(path, free_path(f"{stem}.step{earlier}{ext}"))
+
+
+def lock_run_directory(directory: str):
+    """An exclusive lock on `directory` for the life of this process (released by the kernel when it
+    ends, however it ends), or one line naming the process that holds it."""
+    path = os.path.join(directory, ".lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise UsageError(f"{directory} is in use by {holder}: one run directory, one writer") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    return fd
+
+
+def evaluated_step(path: str):
+    """The step an eval.json was written at."""
+    with open(path) as f:
+        return json.load(f)["global_step"]
 
 
 def free_path(path: str) -> str:
@@ -502,34 +570,78 @@ class Run:
         self.args, self.script, self.script_path = args, script_name(file), os.path.abspath(file)
         torch.set_num_threads(args.threads)
         keep_freed_memory()
-        self.checkpoint = None
+        self.lock, self.checkpoint = None, None
         if args.resume:
             args.resume = checkpoint_path(args.resume)
-            self.checkpoint = read_checkpoint(args.resume, self.script)
-            check_resume(args, self.checkpoint)
             self.dir = os.path.dirname(os.path.abspath(args.resume))
-        elif args.run_dir:
-            self.dir = os.path.abspath(args.run_dir)
-            if os.path.exists(os.path.join(self.dir, "checkpoint.pt")):
-                raise UsageError(f"{args.run_dir} already holds a run; continue it with --resume {args.run_dir}, "
-                                 "or choose another --run-dir")
-            if os.path.isdir(self.dir) and os.listdir(self.dir):
-                raise UsageError(f"{args.run_dir} is not empty; choose another --run-dir")
+            self.lock = lock_run_directory(self.dir)  # before reading: the checkpoint is ours now
         else:
-            name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-            self.dir = os.path.abspath(free_path(os.path.join("runs", name)))
+            self.dir = self.new_run_directory(args)  # made in `start`, once the environment exists
+        self.device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+        self.device_note = str(self.device) + ("" if self.device.type == "cuda" else
+                                               " (no CUDA GPU found)" if args.cuda else " (--no-cuda)")
+        try:  # bad input lets go of the lock, so that a caller in this process may try again
+            if args.resume:
+                self.checkpoint = read_checkpoint(args.resume, self.script)
+                check_resume(args, self.checkpoint)
+            saved_precision = None if self.checkpoint is None else self.checkpoint.get("precision", "float32")
+            self.precision = choose_precision(args, self.device, saved_precision)
+        except BaseException:
+            self.release_lock()
+            raise
         self.name = os.path.basename(self.dir)
         self.checkpoint_path = os.path.join(self.dir, "checkpoint.pt")
+        self.checkpointed_step = None if self.checkpoint is None else self.checkpoint["global_step"]
 
         random.seed(args.seed)
         np.random.seed(args.seed)
         torch.manual_seed(args.seed)
         torch.backends.cudnn.deterministic = args.torch_deterministic
-        self.device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-        saved_precision = None if self.checkpoint is None else self.checkpoint.get("precision", "float32")
-        self.precision = choose_precision(args, self.device, saved_precision)
         self.stop_signal, self.recent_returns = [], deque(maxlen=20)
+        self.defer_signals, self.exiting, self.handlers = True, False, {}
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)  # set by a NaN loss, read when logging
+
+    def release_lock(self) -> None:
+        """Let go of the run directory (the kernel also does when the process ends)."""
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
+
+    @staticmethod
+    def new_run_directory(args) -> str:
+        """Where a new run writes: --run-dir (new or empty), or runs/{env}__{exp_name}__{seed}__{unix
+        time}. A module:Id env is named by its Id (no colon in the directory's name)."""
+        if args.run_dir:
+            directory = os.path.abspath(args.run_dir)
+            if os.path.exists(os.path.join(directory, "checkpoint.pt")):
+                raise UsageError(f"{args.run_dir} already holds a run; continue it with --resume {args.run_dir}, "
+                                 "or choose another --run-dir")
+            if os.path.isdir(directory) and os.listdir(directory):
+                raise UsageError(f"{args.run_dir} is not empty; choose another --run-dir")
+            return directory
+        env = args.env_id.split(":")[-1].replace("/", "-")
+        return os.path.abspath(os.path.join("runs", f"{env}__{args.exp_name}__{args.seed}__{int(time.time())}"))
+
+    def make_run_directory(self) -> None:
+        """Create the new run's directory and lock it. Two runs started in the same second get two
+        directories (`name.1`, ...); a --run-dir that another process took meanwhile is refused."""
+        if self.args.run_dir:
+            os.makedirs(self.dir, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(self.dir), exist_ok=True)
+            stem = self.dir
+            for n in range(1000):
+                self.dir = stem if n == 0 else f"{stem}.{n}"
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(self.dir)
+                    break
+            else:
+                raise RunFailed(f"cannot create a run directory {stem}.N")
+        self.lock = lock_run_directory(self.dir)
+        if os.path.exists(os.path.join(self.dir, "checkpoint.pt")):  # another process was faster
+            raise UsageError(f"{self.dir} already holds a run; continue it with --resume {self.dir}")
+        self.name = os.path.basename(self.dir)
+        self.checkpoint_path = os.path.join(self.dir, "checkpoint.pt")
 
     def autocast(self):
         """The context of the updates and of acting: bfloat16 autocast under --bf16 (where native),
@@ -551,6 +663,13 @@ class Run:
         """Seed and reset the envs, create the run directory and the TensorBoard writer; on --resume,
         restore the agent, the buffer, the RNGs, the envs and the `loop_state` objects in place.
         Returns (obs, the first step). Exits early, saying so, when a resumed run has nothing to do."""
+        try:
+            return self.resume_or_begin(agent, buffer, envs, dims, total_steps, **loop_state)
+        except BaseException:  # bad input or a run with nothing to do: let go of the directory
+            self.release_lock()
+            raise
+
+    def resume_or_begin(self, agent, buffer, envs, dims: dict, total_steps: int, **loop_state):
         args = self.args
         envs.action_space.seed(args.seed)
         obs, _ = envs.reset(seed=args.seed)
@@ -568,7 +687,8 @@ class Run:
                                  f"({start_step}); to train it longer, give more")
             changed = {name for name, value in dataclasses.asdict(args).items()
                        if name != "resume" and state["args"].get(name, value) != value}
-            evaluated = args.eval_episodes == 0 or os.path.exists(os.path.join(self.dir, "eval.json"))
+            eval_path = os.path.join(self.dir, "eval.json")
+            evaluated = args.eval_episodes == 0 or os.path.exists(eval_path) and evaluated_step(eval_path) == start_step
             asks_for_more = changed & {"eval_episodes", "save_model", "capture_video"}
             if start_step >= total_steps and evaluated and not asks_for_more:
                 print(f"{self.name} already finished at step {start_step}; its results are in {self.dir}. "
@@ -592,10 +712,14 @@ class Run:
             envs.episode_lengths[:] = state["episode_lengths"]
             envs.episode_returns[lost], envs.episode_lengths[lost] = 0, 0
             self.recent_returns.extend(state["recent_returns"])
-            self.checkpoint = None  # (memory-mapped: frees the file once the next checkpoint replaces it)
-            print(f"resuming {self.name} at step {start_step}")
+            self.checkpoint = None  # read into memory, not mapped: the file's space is free once it is replaced
 
-        os.makedirs(self.dir, exist_ok=True)
+        if not resuming:
+            self.make_run_directory()
+        num_z = getattr(args, "num_z", 1)
+        print(f"{self.script}.py: {self.dir} | {args.env_id}, {f'|Z| = {num_z}' if num_z > 1 else 'one policy'}, "
+              f"{total_steps} steps" + (f", resuming at step {start_step}" if resuming else "") +
+              f" | {self.device_note}, {self.precision} | the duration is printed after 30 s of learning", flush=True)
         if args.track:
             try:
                 import wandb
@@ -609,6 +733,9 @@ class Run:
             self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" +
                                  "\n".join(f"|{k}|{v}|" for k, v in {**vars(args), "precision": self.precision}.items()))
         self.progress = Progress(total_steps, start_step, args.learning_starts)
+        self.obs = obs
+        # From here until eval.json is written, SIGINT/SIGTERM end the run with a checkpoint.
+        self.handlers = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         return obs, start_step
 
     # ---------------------------------------------------------------- inside the loop
@@ -637,14 +764,13 @@ class Run:
             self.writer.add_scalar(tag, float(value), step)
 
     def step_done(self, next_step: int, obs: np.ndarray) -> None:
-        """After every step: progress, the periodic checkpoint, and a checkpoint then exit on a signal."""
+        """After every step: progress, the periodic checkpoint, and a stop if a signal came."""
         num_envs, self.obs = len(obs), obs
         self.progress.update(next_step, self.recent_returns[-1] if self.recent_returns else None)
         every = self.args.checkpoint_every
         if every and (next_step % every < num_envs or next_step == self.total_steps):
             self.save_checkpoint(next_step, obs)
         if self.stop_signal:
-            self.save_checkpoint(next_step, obs)
             self.stopped_at = next_step
             raise Interrupted()
 
@@ -653,66 +779,111 @@ class Run:
             raise FloatingPointError(f"a loss or a parameter became NaN or infinite by step {step}")
 
     def save_checkpoint(self, next_step: int, obs: np.ndarray) -> None:
+        """The whole training state at `next_step`, replacing the last checkpoint atomically. A write
+        that fails (a full disk) leaves the last checkpoint as it was and stops the run."""
         self.check_finite(next_step)
         loop_state = {name: value.bit_generator.state if isinstance(value, np.random.Generator) else value.copy()
                       for name, value in self.loop_state.items()}
-        atomic_save({"script": self.script, "args": dataclasses.asdict(self.args), "precision": self.precision,
-                     "dims": self.dims, "global_step": next_step, "agent": state_of(self.agent.modules()),
-                     "buffer": self.buffer.state_dict(),
-                     "rng": rng_states(), "action_space_rng": self.envs.action_space.np_random.bit_generator.state,
-                     "envs": env_states(self.envs), "obs": obs, "episode_returns": self.envs.episode_returns.copy(),
-                     "episode_lengths": self.envs.episode_lengths.copy(), "recent_returns": list(self.recent_returns),
-                     **loop_state}, self.checkpoint_path)
+        state = {"script": self.script, "script_path": self.script_path, "args": dataclasses.asdict(self.args),
+                 "precision": self.precision,
+                 "dims": self.dims, "global_step": next_step, "agent": state_of(self.agent.modules()),
+                 "buffer": self.buffer.state_dict(),
+                 "rng": rng_states(), "action_space_rng": self.envs.action_space.np_random.bit_generator.state,
+                 "envs": env_states(self.envs), "obs": obs, "episode_returns": self.envs.episode_returns.copy(),
+                 "episode_lengths": self.envs.episode_lengths.copy(), "recent_returns": list(self.recent_returns),
+                 **loop_state}
+        try:
+            atomic_save(state, self.checkpoint_path)
+        except OSError as error:
+            kept = (f"the last checkpoint (step {self.checkpointed_step}) is intact" if self.checkpointed_step
+                    is not None else "no checkpoint had been written yet")
+            raise RunFailed(f"cannot write the checkpoint at step {next_step} ({error.strerror or error}); {kept}. "
+                            f"Free some space, then resume with: {self.command('--resume', self.dir)}") from None
+        self.checkpointed_step = next_step
+
+    # ---------------------------------------------------------------- signals and exits
+    def on_signal(self, signum: int, frame) -> None:
+        """SIGINT/SIGTERM. During training the current step is finished first (`step_done` and the
+        end of `training` stop); in `finish` (the model file, the videos, the evaluation) at once:
+        the resume redoes what was left."""
+        self.stop_signal.append(signum)
+        if not self.defer_signals and not self.exiting:
+            raise Interrupted()
+
+    @contextlib.contextmanager
+    def stops(self):
+        """Ends the process as the exit codes say, for what is raised inside: a signal writes the
+        checkpoint (unless it already holds this step) and prints the resume command (exit code
+        128 + the signal); a NaN stops the run with the last good checkpoint kept (3); a failure
+        such as a full disk says so (1)."""
+        try:
+            yield
+        except Interrupted:
+            self.exiting = True  # a second Ctrl-C no longer interrupts the checkpoint write
+            step = getattr(self, "stopped_at", self.total_steps)
+            with self.stops():
+                if self.checkpointed_step != step:
+                    self.save_checkpoint(step, self.obs)
+            self.close()
+            print(f"interrupted at step {step}; checkpoint saved. Resume with: {self.command('--resume', self.dir)}",
+                  file=sys.stderr)
+            sys.exit(128 + self.stop_signal[0])
+        except FloatingPointError as error:
+            self.close()
+            kept = (f"the last good checkpoint {self.checkpoint_path} (step {self.checkpointed_step}) is intact"
+                    if self.checkpointed_step is not None else "no checkpoint had been written yet")
+            print(f"{self.script}.py: error: {error}; training stopped, no model or evaluation written, and {kept}. "
+                  "Try a lower learning rate or another seed.", file=sys.stderr)
+            sys.exit(NAN)
+        except RunFailed as error:
+            self.close()
+            print(f"{self.script}.py: error: {error}", file=sys.stderr)
+            sys.exit(FAILED)
+
+    def close(self) -> None:
+        """The progress line, the TensorBoard writer, the signal handlers as they were before the
+        run, and the run directory's lock."""
+        self.progress.close()
+        self.writer.close()
+        for sig, handler in self.handlers.items():
+            signal.signal(sig, handler)
+        self.release_lock()
 
     @contextlib.contextmanager
     def training(self):
-        """The training loop runs inside: SIGINT/SIGTERM write a checkpoint and exit with a
-        resume command; a NaN stops the run (exit 1) before any model or evaluation is written,
-        keeping the last good checkpoint; at the end, one last NaN check."""
-        handlers = {sig: signal.signal(sig, lambda signum, frame: self.stop_signal.append(signum))
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        """The training loop runs inside. A signal finishes the current step, writes a checkpoint and
+        exits with the resume command; a NaN stops the run before any model or evaluation is
+        written, keeping the last good checkpoint; at the end, one last NaN check."""
+        with self.stops():
             yield
             self.check_finite(self.total_steps)  # the updates since the last check
-            if self.stop_signal:  # arrived after the last step (during the final measure)
-                self.save_checkpoint(self.total_steps, self.obs)
-                self.stopped_at = self.total_steps
+            if self.stop_signal:  # arrived after the last step, during the final measure
                 raise Interrupted()
-        except Interrupted:
-            self.progress.close()
-            self.writer.close()
-            print(f"interrupted at step {self.stopped_at}; checkpoint saved. Resume with: "
-                  f"{self.command('--resume', self.dir)}", file=sys.stderr)
-            sys.exit(128 + self.stop_signal[0])
-        except FloatingPointError as error:
-            self.progress.close()
-            self.writer.close()
-            kept = (f"the last good checkpoint {self.checkpoint_path} is intact"
-                    if os.path.exists(self.checkpoint_path) else "no checkpoint had been written yet")
-            print(f"{self.script}.py: error: {error}; training stopped, no model or evaluation written, and {kept}. "
-                  "Try a lower learning rate or another seed.", file=sys.stderr)
-            sys.exit(1)
-        finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
         self.progress.close()
 
     # ------------------------------------------------------------------ after the loop
-    def save_model(self, agent, names) -> None:
-        """`--save-model`: the weights of the agent's networks `names` and the arguments, for `load_model`."""
-        path = free_path(os.path.join(self.dir, f"{self.args.exp_name}.pt"))
+    def save_model(self, agent, names, algorithm: str) -> None:
+        """`--save-model`: the weights of the agent's networks `names` and the arguments, for
+        `load_model`. {exp_name}.pt is always the latest; an earlier one keeps its step in its name."""
+        path = os.path.join(self.dir, f"{self.args.exp_name}.pt")
+        keep_earlier(path, self.total_steps, lambda p: torch.load(p, map_location="cpu", weights_only=False,
+                                                                  mmap=True).get("global_step", "unknown"))
         weights = {name: getattr(agent, name).state_dict() for name in names}
-        atomic_save({"script": self.script, "args": dataclasses.asdict(self.args), "precision": self.precision,
-                     "dims": self.dims, "agent": weights}, path)
+        atomic_save({"script": self.script, "script_path": self.script_path, "algorithm": algorithm,
+                     "args": dataclasses.asdict(self.args),
+                     "precision": self.precision, "dims": self.dims, "global_step": self.total_steps,
+                     "agent": weights}, path)
         print(f"model saved to {path}")
 
     def write_evaluation(self, algorithm: str, per_z: list[dict], **extra) -> dict:
-        """eval.json (never overwriting an earlier one), the table on stdout, and eval/ tags."""
+        """eval.json, the table on stdout, and eval/ tags. eval.json is always the latest; an
+        earlier one (a run extended with --resume) keeps its step in its name."""
         result = {"algorithm": algorithm, "script": self.script, "exp_name": self.args.exp_name, **extra,
                   "env_id": self.args.env_id, "seed": self.args.seed, "global_step": self.total_steps,
                   **evaluation.summarize(per_z), "per_z": per_z, "precision": self.precision,
                   "config": dataclasses.asdict(self.args)}
-        eval_path = free_path(os.path.join(self.dir, "eval.json"))
+        eval_path = os.path.join(self.dir, "eval.json")
+        keep_earlier(eval_path, self.total_steps, evaluated_step)
         atomic_write_json(result, eval_path)
         evaluation.print_table(result)
         print(f"-> {eval_path}")
@@ -724,29 +895,34 @@ class Run:
         return result
 
     def record_videos(self, act, num_z: int) -> None:
-        """`--capture-video`: one deterministic episode of every z as a GIF, `act` as in `evaluate`."""
+        """`--capture-video`: one deterministic episode of every z as a GIF, `act` as in `evaluate`,
+        in videos/step{N}_z{k}.gif (the step, so that an extended run keeps the earlier ones)."""
         os.makedirs(os.path.join(self.dir, "videos"), exist_ok=True)
-        names = ["eval.gif"] if num_z == 1 else [f"eval_z{k}.gif" for k in range(num_z)]
-        paths = [free_path(os.path.join(self.dir, "videos", name)) for name in names]
+        paths = [os.path.join(self.dir, "videos", f"step{self.total_steps}_z{k}.gif") for k in range(num_z)]
         seeds = [self.args.seed + evaluation.EVAL_SEED_OFFSET + k * max(self.args.eval_episodes, 1)
                  for k in range(num_z)]
         evaluation.record_videos(act, self.args.env_id, seeds, paths, self.device)
         print(f"videos saved to {os.path.join(self.dir, 'videos')}")
 
     def finish(self, agent, saved_networks, act, make_envs, algorithm: str, num_z: int, **extra) -> dict | None:
-        """After training: `--save-model`, the evaluation (eval.json; returned) and `--capture-video`,
-        with the deterministic policy `act(obs [N, obs_dim], z [N]) -> actions [N, act_dim]`."""
-        act = self.in_precision(act)
-        if self.args.save_model:
-            self.save_model(agent, saved_networks)
-        result = None
-        if self.args.eval_episodes > 0:
-            per_z = evaluation.evaluate(act, make_envs, self.args.env_id, num_z, self.args.eval_episodes,
-                                        self.args.seed + evaluation.EVAL_SEED_OFFSET, self.device)
-            result = self.write_evaluation(algorithm, per_z, **extra)
-        if self.args.capture_video:
-            self.record_videos(act, num_z)
-        self.writer.close()
+        """After training: `--save-model`, `--capture-video` and the evaluation (eval.json, written
+        last: it marks the run as done; returned), with the deterministic policy
+        `act(obs [N, obs_dim], z [N]) -> actions [N, act_dim]`. A signal meanwhile stops at once; the
+        resume redoes only these."""
+        act, result = self.in_precision(act), None
+        with self.stops():
+            self.defer_signals = False
+            if self.stop_signal:  # arrived between the end of training and here
+                raise Interrupted()
+            if self.args.save_model:
+                self.save_model(agent, saved_networks, algorithm)
+            if self.args.capture_video:
+                self.record_videos(act, num_z)
+            if self.args.eval_episodes > 0:
+                per_z = evaluation.evaluate(act, make_envs, self.args.env_id, num_z, self.args.eval_episodes,
+                                            self.args.seed + evaluation.EVAL_SEED_OFFSET, self.device)
+                result = self.write_evaluation(algorithm, per_z, **extra)
+        self.close()
         return result
 
     def measure(self, step: int, act, make_envs, num_z: int, *, disc_sa, disc_s) -> None:

@@ -37,6 +37,7 @@ import run_utils
 from run_utils import Run, RunArgs, UsageError
 
 SCRIPT = run_utils.script_name(__file__)  # "sac_continuous", or the name of a copy
+SAVED_NETWORKS = ("actor", "qf")  # what --save-model keeps
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Args(RunArgs):  # + the run's flags (--seed, --cuda, --threads, --checkpoi
     exp_name: str = SCRIPT
     """the name of this experiment (part of the run name)"""
     env_id: str = "Hopper-v4"
-    """any gymnasium env id with a Box action space, e.g. this project's MultiGoal-v0, MultiDirectionAnt-v0"""
+    """a gymnasium id (or module:Id) with Box actions, e.g. MultiGoal-v0; Hopper-v4 is the paper's version (v5 works)"""
     total_timesteps: int = 1000000
     """total environment steps of the experiment"""
     buffer_size: int = 1000000
@@ -80,7 +81,7 @@ def check_args(args: Args) -> None:
 
 
 # ----------------------------------------------------------------------------- environment
-# COPY environment: the same in sac_continuous.py, mede_continuous.py and diayn_continuous.py (tests/test_copies.py checks)
+# COPY environment: the same in every script with this block (tests/test_copies.py)
 def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
     """`num_envs` copies of `env_id`, SAME_STEP autoreset: when an episode ends, `step` returns the
     next episode's first observation and the finished one's last in `infos["final_obs"]`."""
@@ -307,10 +308,9 @@ class SAC:
 
 # ------------------------------------------------------------------------------- evaluation
 def load_model(path: str, device: str | torch.device = "cpu"):
-    """Load a `--save-model` file (or a checkpoint) for evaluation or plotting.
-    Returns (actor, qf, args): the actor and twin critics in eval mode, and the run's Args."""
-    agent, args = run_utils.load_model(path, SCRIPT, Args, SAC, ("actor", "qf"), device)
-    return agent.actor, agent.qf, args
+    """Load a `--save-model` file (or a checkpoint) for evaluation or plotting. Returns (agent, args):
+    a SAC whose actor and critics hold the saved weights (`agent.policy`, `agent.actor`, `agent.qf`)."""
+    return run_utils.load_model(path, SCRIPT, Args, SAC, SAVED_NETWORKS, device)
 
 
 # ------------------------------------------------------------------------------------ main
@@ -350,7 +350,7 @@ def main(args: Args) -> dict | None:
 
     # TRY NOT TO MODIFY: --save-model, the evaluation (eval.json) and --capture-video
     deterministic = lambda obs, z: agent.actor.deterministic(obs)  # noqa: E731  (one policy: z is 0)
-    result = run.finish(agent, ("actor", "qf"), deterministic, make_envs, "SAC", 1)
+    result = run.finish(agent, SAVED_NETWORKS, deterministic, make_envs, "SAC", 1)
     envs.close()
     return result
 

@@ -11,7 +11,7 @@ where FLAGS are the flags after `--`, the same for every trial:
     python sweep.py --scripts mede_continuous.py diayn_continuous.py --env-ids Hopper-v4 --seeds 1 2 3 \\
         --dir sweeps/hopper_z10 -- --num-z 10 --total-timesteps 100000
 
-Where it writes (`--dir`, by default sweeps/{hash of FLAGS}):
+Where it writes (`--dir`, by default sweeps/{first script}__{first env}__{hash of FLAGS}):
 
     {dir}/{script}__{env_id}__seed{seed}__{hash}/   a trial's run directory: TensorBoard events,
                                                     checkpoint.pt, eval.json (hash: 8 hex digits of FLAGS)
@@ -31,27 +31,33 @@ Every node needs the repository and its venv at the same path as here, and `--di
 system that all nodes share (trials write where they run; this process reads their results).
 
 Failures are retried by Ray: a trial is a Ray task with max_retries=--retries and
-retry_exceptions=True, which raises when the script exits non-zero (a crash, a NaN, a kill, a
-lost node), and every attempt after a checkpoint continues from it (`--resume RUN_DIR`), so
-sweeps add `--checkpoint-every` (default 10000 steps) unless FLAGS have their own. Exit code 2
-(bad input) is not retried: it would fail again. Ray prints a `(raylet)` message of its own for
-each retry, next to the sweep's one line per start, failure, retry and finish.
+retry_exceptions=True, which raises when the script crashes (exit code 1), is interrupted (130,
+143), is killed or loses its node; every attempt after a checkpoint continues from it
+(`--resume RUN_DIR`), so sweeps add `--checkpoint-every` (default 10000 steps) unless FLAGS have
+their own. Bad input (2) and a NaN (3) are not retried: they would happen again. The script dies
+with the Ray worker that started it (a parent-death signal), so a retry never meets it, and a run
+directory has one writer at a time (its lock). Each line the sweep prints says why a trial ended.
 
 Resume by rerunning: the same command again skips the trials that have their eval.json (no task
 is started for them) and continues the others from their checkpoints, after a Ctrl-C (the
 running trials write a checkpoint before they stop), a crash of this process or trials that
 failed for good. A trial is finished when its eval.json exists, so sweeps need evaluation on
 (`--eval-episodes 0` is refused). Trials with other FLAGS are other trials (another hash).
+`--total-timesteps N` trains every trial to N steps without changing its name: raised later, it
+extends finished trials from their checkpoints.
 """
 
 import argparse
+import ctypes
 import dataclasses
+import fcntl
 import glob
 import hashlib
 import itertools
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -77,7 +83,24 @@ class UsageError(Exception):
 
 
 class TrialFailed(Exception):
-    """The script exited non-zero, other than bad input: Ray runs the trial again (from its checkpoint)."""
+    """The script crashed or was interrupted: Ray runs the trial again (from its checkpoint)."""
+
+
+# The scripts' exit codes (run_utils.py): which are worth another attempt.
+DONE, FAILED, BAD_INPUT, NAN = 0, 1, 2, 3
+NOT_RETRIED = {DONE: "exited without writing eval.json", BAD_INPUT: "bad input", NAN: "a loss became NaN"}
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal the kernel sends a process when its parent dies
+
+
+def parent_death_signal():
+    """A function for the child, between fork and exec, after which the kernel sends the trial's
+    script SIGKILL when the Ray worker that started it dies: a retry never finds it still writing.
+    libc is loaded here, before the fork, so that the child only calls prctl. None off Linux."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    return lambda: libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 # --------------------------------------------------------------------------------- the grid
@@ -91,19 +114,31 @@ class Trial:
     flags: tuple[str, ...]  # FLAGS and the sweep's own (--threads 1, --checkpoint-every)
     run_dir: str
     log: str
+    total_timesteps: int | None = None  # the sweep's --total-timesteps: train to this many steps
 
     @property
     def name(self) -> str:
         return os.path.basename(self.run_dir)
 
+    def evaluated_step(self) -> int | None:
+        """The step of the trial's eval.json (the latest evaluation), or None."""
+        try:
+            with open(os.path.join(self.run_dir, "eval.json")) as f:
+                return json.load(f)["global_step"]
+        except (OSError, ValueError, KeyError):
+            return None
+
     def finished(self) -> bool:
-        return os.path.exists(os.path.join(self.run_dir, "eval.json"))
+        """Evaluated, at the sweep's --total-timesteps if it has one."""
+        step = self.evaluated_step()
+        return step is not None and (self.total_timesteps is None or step >= self.total_timesteps)
 
     def command(self, resume: bool) -> list[str]:
         """The script's command line (with the Python of the node that runs it): a new run, or `--resume`."""
         where = (["--resume", self.run_dir] if resume else
                  ["--env-id", self.env_id, "--seed", str(self.seed), "--run-dir", self.run_dir])
-        return [sys.executable, self.script, *where, *self.flags]
+        longer = [] if self.total_timesteps is None else ["--total-timesteps", str(self.total_timesteps)]
+        return [sys.executable, self.script, *where, *self.flags, *longer]
 
 
 def flag_value(flags: list[str], name: str) -> str | None:
@@ -143,10 +178,15 @@ def make_trials(args, flags: list[str]) -> list[Trial]:
         for env_id in dict.fromkeys(args.env_ids):
             for seed in dict.fromkeys(args.seeds):
                 stem = os.path.splitext(os.path.basename(script))[0]
-                name = f"{stem}__{env_id.replace('/', '-')}__seed{seed}__{flag_hash}"
+                name = f"{stem}__{env_name(env_id)}__seed{seed}__{flag_hash}"
                 trials.append(Trial(script, env_id, seed, (*own, *flags), os.path.join(args.dir, name),
-                                    os.path.join(args.dir, "logs", f"{name}.log")))
+                                    os.path.join(args.dir, "logs", f"{name}.log"), args.total_timesteps))
     return trials
+
+
+def env_name(env_id: str) -> str:
+    """An env id as part of a directory's name: `module:Id` is named by its Id."""
+    return env_id.split(":")[-1].replace("/", "-")
 
 
 # ------------------------------------------------------------------------ inside the cluster
@@ -176,9 +216,9 @@ def describe(code: int) -> str:
 
     if code < 0:
         return f"killed by {signal_name(-code)}"
-    meaning = {0: "success", 1: "NaN or crash", 2: "bad input"}.get(code)
+    meaning = {DONE: "done", FAILED: "crashed", BAD_INPUT: "bad input", NAN: "a loss became NaN"}.get(code)
     if code - 128 in signal.valid_signals():
-        meaning = f"stopped by {signal_name(code - 128)}, checkpoint written"
+        meaning = f"interrupted by {signal_name(code - 128)}, checkpoint written"
     return f"exit code {code}" + (f" ({meaning})" if meaning else "")
 
 
@@ -197,17 +237,47 @@ def error_message(log_path: str, offset: int) -> str:
     return "(no message)"
 
 
-def wait(process: subprocess.Popen) -> int:
-    """The script's exit code. Polls, so that Ray's cancel (a KeyboardInterrupt here) gets through:
-    then the script is stopped with SIGTERM, writes its checkpoint and exits first."""
+def warnings_in(log_path: str, offset: int) -> list[str]:
+    """The warnings the script printed (after `offset` in its log), e.g. that a run never learns."""
+    with open(log_path, errors="replace") as f:
+        f.seek(offset)
+        return [line.strip() for line in f if line.startswith("warning:")]
+
+
+def lock_held(run_dir: str) -> str | None:
+    """Who holds the run directory's lock (a script still running in it), or None."""
+    path = os.path.join(run_dir, ".lock")
+    if not os.path.exists(path):
+        return None
+    with open(path, "r+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return f.read().strip() or "another process"
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
+
+
+def run_script(command: list[str], log) -> int:
+    """Run the script, its output appended to `log`, and return its exit code; the log's last line
+    says how it ended. The script dies with this process (a parent-death signal). Polls, so that
+    Ray's cancel (a KeyboardInterrupt here) gets through at any moment after the process exists:
+    the script is then stopped with SIGTERM, writes its checkpoint and exits first."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    if not ray.get_gpu_ids():
+        env["CUDA_VISIBLE_DEVICES"] = ""  # a trial uses no GPU that Ray did not give it
+    process = None
     try:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+                                   preexec_fn=parent_death_signal())
         while process.poll() is None:
             time.sleep(1)
-    except KeyboardInterrupt:
-        process.terminate()
-        process.wait()
-        raise
-    return process.returncode
+        return process.returncode
+    finally:  # a KeyboardInterrupt (cancel) or any error: the script must not outlive this attempt
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait()
+        log.write(f"=== {describe(process.returncode) if process is not None else 'not started'}\n")
 
 
 def evaluation(trial: Trial) -> dict:
@@ -223,33 +293,30 @@ def run_trial(trial: Trial, reporter, max_attempts: int) -> dict:
     attempt = ray.get(reporter.attempt.remote(trial.name))
     if trial.finished():  # by an attempt whose worker died before it could return
         return evaluation(trial)
+    holder = lock_held(trial.run_dir)
+    if holder:  # an earlier attempt's script still runs (it dies with its worker: wait for it)
+        time.sleep(5)
+        raise TrialFailed(f"{trial.name}: its run directory is still in use by {holder}")
     resume = os.path.exists(os.path.join(trial.run_dir, "checkpoint.pt"))
     if not resume:  # an attempt that died before its first checkpoint left only TensorBoard events
         shutil.rmtree(trial.run_dir, ignore_errors=True)
     verb, how = ("start" if attempt == 1 else "retry"), ("resuming from its checkpoint" if resume else "from step 0")
     ray.get(reporter.say.remote(f"{verb:8} {trial.name} (attempt {attempt} of {max_attempts}, {how})"))
     command = trial.command(resume)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    if not ray.get_gpu_ids():
-        env["CUDA_VISIBLE_DEVICES"] = ""  # a trial uses no GPU that Ray did not give it
     os.makedirs(os.path.dirname(trial.log), exist_ok=True)
     with open(trial.log, "a") as log:
         offset = log.tell()
         log.write(f"=== attempt {attempt} on {socket.gethostname()} at {time.strftime('%Y-%m-%d %H:%M:%S')}: "
                   f"{shlex.join(command)}\n")
         log.flush()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-        try:
-            code = wait(process)
-        finally:  # also when the sweep is interrupted
-            log.write(f"=== {describe(process.wait())}\n")
-    if code == 0 and trial.finished():
-        return evaluation(trial)
-    if code in (0, 2):  # another attempt would do the same
-        why = "exited without writing eval.json" if code == 0 else f"bad input: {error_message(trial.log, offset)}"
-        return {"finished": False, "why": why}
-    then = "Ray retries it" if attempt < max_attempts else "no attempt left"
-    ray.get(reporter.say.remote(f"{'failed':8} {trial.name} on attempt {attempt}: {describe(code)}; {then} "
+        code = run_script(command, log)
+    if code == DONE and trial.finished():
+        return {**evaluation(trial), "warnings": warnings_in(trial.log, offset)}
+    if code in NOT_RETRIED:  # another attempt would do the same
+        why = NOT_RETRIED[code] + (f": {error_message(trial.log, offset)}" if code != DONE else "")
+        return {"finished": False, "why": f"{why} ({describe(code)}, not retried)"}
+    then = "Ray retries it from its checkpoint" if attempt < max_attempts else "no attempt left"
+    ray.get(reporter.say.remote(f"{'ended':8} {trial.name} on attempt {attempt}: {describe(code)}; {then} "
                                 f"(log: {trial.log})"))
     raise TrialFailed(f"{trial.name}: {describe(code)} on attempt {attempt}")
 
@@ -276,7 +343,7 @@ def start_ray(args) -> None:
     nodes = sum(node["Alive"] for node in ray.nodes())
     at_once = int(min(cpus, gpus / args.gpus_per_trial)) if args.gpus_per_trial else cpus
     where = f"the cluster at {args.address}" if args.address else "a local Ray"
-    print(f"Ray: {where}, {nodes} node(s), {cpus} CPU(s), {gpus:g} GPU(s): up to {at_once} trials at once", flush=True)
+    print(f"Ray: {where}, {nodes} node(s), {cpus} CPU(s), {gpus:g} GPU(s): up to {at_once} trial(s) at once", flush=True)
     if at_once == 0:
         print(f"warning: trials ask for {args.gpus_per_trial:g} GPU each and the cluster has {gpus:g}: "
               "they wait for a node with GPUs", flush=True)
@@ -308,7 +375,8 @@ def run_grid(args, trials: list[Trial]) -> list[tuple[Trial, str]]:
                 except ray.exceptions.RayError as error:  # TrialFailed on the last attempt, a lost worker, ...
                     outcome = {"finished": False, "why": str(getattr(error, "cause", None) or error).splitlines()[0]}
                 if outcome["finished"]:
-                    say(f"finished {trial.name}: avg {outcome['avg']:.1f}, max {outcome['max']:.1f} "
+                    warned = "".join(f" ({warning})" for warning in outcome.get("warnings", []))
+                    say(f"finished {trial.name}: avg {outcome['avg']:.1f}, max {outcome['max']:.1f}{warned} "
                         f"- done {done}/{len(trials)}")
                 else:
                     failed.append((trial, outcome["why"]))
@@ -317,11 +385,30 @@ def run_grid(args, trials: list[Trial]) -> list[tuple[Trial, str]]:
         say(f"interrupted: stopping {len(pending)} trial(s); the running ones write a checkpoint first")
         for ref in pending:
             ray.cancel(ref)
-        ray.wait(list(pending), num_returns=len(pending), timeout=300)
+        ray.wait(list(pending), num_returns=len(pending), timeout=60)
+        stop_leftover_scripts(list(pending.values()))
         again = shlex.join([sys.executable, os.path.abspath(sys.argv[0]), *sys.argv[1:]])
         say(f"stopped. Run the same command again to continue: {again}")
         raise
     return failed
+
+
+def stop_leftover_scripts(trials: list[Trial], timeout: float = 120) -> None:
+    """After a Ctrl-C: a trial's script that still runs here (its run directory's lock names it)
+    gets SIGTERM, writes its checkpoint and exits; wait for that. Normally the cancelled Ray task has
+    already stopped it."""
+    here = socket.gethostname()
+    for trial in trials:
+        holder = lock_held(trial.run_dir) or ""
+        found = re.fullmatch(r"process (\d+) on (\S+)", holder)
+        if found and found[2] == here:
+            try:
+                os.kill(int(found[1]), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.time() + timeout
+    while time.time() < deadline and any(lock_held(trial.run_dir) for trial in trials):
+        time.sleep(0.5)
 
 
 def summarize(args, trials: list[Trial]) -> None:
@@ -330,8 +417,7 @@ def summarize(args, trials: list[Trial]) -> None:
     if not eval_files:
         print("no trial has finished: no summary")
         return
-    print(f"\nTable 1 of {len(eval_files)} evaluation file(s) -> {os.path.join(args.dir, 'table1')}.md and .csv\n",
-          flush=True)
+    print(f"\nTable 1 of the {len(eval_files)} evaluation file(s) of the sweep:\n", flush=True)
     table = subprocess.run([sys.executable, os.path.join(REPO, "plot.py"), "table1", *eval_files,
                             "--out", os.path.join(args.dir, "table1")])
     if table.returncode != 0:
@@ -356,8 +442,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         help="training scripts of this repository, e.g. mede_continuous.py diayn_continuous.py")
     parser.add_argument("--env-ids", nargs="+", required=True, metavar="ENV", help="environment ids, e.g. Hopper-v4")
     parser.add_argument("--seeds", nargs="+", type=int, required=True, metavar="SEED", help="seeds, e.g. 1 2 3")
-    parser.add_argument("--dir", help="the sweep directory (default: sweeps/{8 hex digits of the flags after --}); "
-                        "the same for a rerun, to resume")
+    parser.add_argument("--dir", help="the sweep directory (default: sweeps/{first script}__{first env}__{8 hex "
+                        "digits of the flags after --}); the same for a rerun, to resume")
+    parser.add_argument("--total-timesteps", type=int, metavar="N",
+                        help="train every trial to N steps, whatever the flags after -- say; trials keep their "
+                        "directories (named without it), so raising it later extends finished trials from their "
+                        "checkpoints (default: the flags' own --total-timesteps)")
     parser.add_argument("--checkpoint-every", type=int, default=10000, metavar="N",
                         help="steps between two checkpoints of a trial, where a retry continues from; given to "
                         "the scripts unless the flags after -- have --checkpoint-every (default: %(default)s)")
@@ -378,9 +468,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     for name in ("retries", "checkpoint_every", "gpus_per_trial"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if args.total_timesteps is not None and args.total_timesteps < 1:
+        parser.error(f"--total-timesteps must be positive, got {args.total_timesteps}")
     if args.num_cpus is not None and (args.num_cpus < 1 or args.address):
         parser.error("--num-cpus must be positive, and is for a local Ray only (a cluster has its own CPUs)")
-    args.dir = os.path.abspath(args.dir or os.path.join("sweeps", short_hash(flags)))
+    default = f"{os.path.splitext(os.path.basename(args.scripts[0]))[0]}__{env_name(args.env_ids[0])}__{short_hash(flags)}"
+    args.dir = os.path.abspath(os.path.expanduser(args.dir or os.path.join("sweeps", default)))
     return args, flags
 
 

@@ -40,27 +40,32 @@ def figures(monkeypatch):
 HELD_OUT_GAP = 0.25
 
 
-def fake_run(root, name, num_z, values_sa, values_s, steps):
+def fake_run(root, name, num_z, values_sa, values_s, steps, seed=1, exp_name="mede_continuous", measured=True):
     run_dir = root / name
     writer = SummaryWriter(str(run_dir))
     for step, sa, s in zip(steps, values_sa, values_s):
         writer.add_scalar("charts/log_q_z_given_sa", sa, step)
         writer.add_scalar("charts/log_q_z_given_s", s, step)
-        writer.add_scalar("measure/log_q_z_given_sa", sa - HELD_OUT_GAP, step)  # held out: lower than replay
-        writer.add_scalar("measure/log_q_z_given_s", s - HELD_OUT_GAP, step)
+        if measured:
+            writer.add_scalar("measure/log_q_z_given_sa", sa - HELD_OUT_GAP, step)  # held out: lower than replay
+            writer.add_scalar("measure/log_q_z_given_s", s - HELD_OUT_GAP, step)
     writer.close()
-    (run_dir / "eval.json").write_text(json.dumps({"num_z": num_z}))
+    (run_dir / "eval.json").write_text(json.dumps({
+        "algorithm": "MEDE", "script": exp_name, "exp_name": exp_name, "env_id": "Hopper-v4", "seed": seed,
+        "num_z": num_z, "global_step": steps[-1], "avg": 0.0, "max": 0.0, "per_z": [],
+        "config": {"measure_every": 5000}}))
     return str(run_dir)
 
 
 @pytest.mark.parametrize("measure, shift", [("replay", 0.0), ("held-out", -HELD_OUT_GAP)])
 def test_figure2_mean_and_std_over_seeds_with_chance_level(tmp_path, figures, measure, shift):
     steps = [100, 200, 300, 400]
-    mede_runs = [fake_run(tmp_path, f"mede{i}", 4, [-1.0 + i, -0.5 + i, -0.2 + i, 0.0 + i], [-1.2] * 4, steps)
+    mede_runs = [fake_run(tmp_path, f"mede{i}", 4, [-1.0 + i, -0.5 + i, -0.2 + i, 0.0 + i], [-1.2] * 4, steps, seed=i)
                  for i in range(2)]
-    diayn_runs = [fake_run(tmp_path, "diayn0", 4, [-1.4] * 4, [-1.3] * 4, steps)]  # one seed must work too
-    matched = [fake_run(tmp_path, "diayn_matched0", 4, [-1.3] * 4, [-1.3] * 4, steps)]
-    out = plot.main(["fig2", "--mede", *mede_runs, "--diayn", *diayn_runs, "--diayn-matched", *matched,
+    diayn_runs = [fake_run(tmp_path, "diayn0", 4, [-1.4] * 4, [-1.3] * 4, steps, exp_name="diayn_continuous")]
+    matched = [fake_run(tmp_path, "diayn_matched0", 4, [-1.3] * 4, [-1.3] * 4, steps, exp_name="diayn_matched")]
+    out = plot.main(["fig2", "--runs", str(tmp_path / "mede*"), "--runs", *diayn_runs, "--runs", *matched,
+                     "--label", "MEDE", "--label", "DIAYN", "--label", "DIAYN, matched weight",
                      "--measure", measure, "--points", "4", "--out", str(tmp_path / "fig2.png")])
     assert out.endswith("fig2.png") and os.path.getsize(out) > 10_000
     (fig,) = figures
@@ -86,7 +91,24 @@ def test_figure2_rejects_runs_with_different_num_z(tmp_path):
     a = fake_run(tmp_path, "a", 4, [0, 0], [0, 0], [1, 2])
     b = fake_run(tmp_path, "b", 3, [0, 0], [0, 0], [1, 2])
     with pytest.raises(plot.PlotError, match="different"):
-        plot.main(["fig2", "--mede", a, "--diayn", b, "--out", str(tmp_path / "x.png")])
+        plot.main(["fig2", "--runs", a, "--runs", b, "--out", str(tmp_path / "x.png")])
+
+
+def test_figure2_labels_series_by_experiment_counts_distinct_seeds_and_says_why_a_measure_is_missing(
+        tmp_path, figures, capsys):
+    steps, runs = [100, 200], tmp_path / "runs"
+    fake_run(runs, "m1", 4, [-1.0, -1.0], [-1.0, -1.0], steps, seed=1)
+    fake_run(runs, "m1_again", 4, [-1.0, -1.0], [-1.0, -1.0], steps, seed=1)  # the same seed twice
+    fake_run(runs, "mine", 4, [-0.5, -0.5], [-0.5, -0.5], steps, seed=1, exp_name="my_mede")
+    plot.main(["fig2", "--runs", str(runs / "*"), "--points", "2", "--out", str(tmp_path / "f.png")])
+    labels = {line.get_label() for line in figures[0].axes[0].get_lines()}
+    assert "mede_continuous (1 seed; seed 1 twice)" in labels and "my_mede (1 seed)" in labels
+    assert "seed 1 twice" in capsys.readouterr().err
+    with pytest.raises(plot.PlotError, match="several experiments"):
+        plot.main(["fig2", "--runs", str(runs / "*"), "--label", "MEDE", "--out", str(tmp_path / "f.png")])
+    short = fake_run(tmp_path / "short", "s", 4, [-1.0], [-1.0], [300], measured=False)
+    with pytest.raises(plot.PlotError, match="fewer than --measure-every 5000"):
+        plot.main(["fig2", "--runs", short, "--out", str(tmp_path / "f.png")])
 
 
 def write_eval(path, algorithm, num_z, avg, best, seed, separate=False, **extra):
@@ -97,6 +119,7 @@ def write_eval(path, algorithm, num_z, avg, best, seed, separate=False, **extra)
 
 
 def test_table1_mean_and_std_over_seeds(tmp_path):
+    """eval.json files without their config (written before 2026-12) group as they did."""
     write_eval(tmp_path / "m1/eval.json", "MEDE", 4, 100.0, 150.0, 1)
     write_eval(tmp_path / "m2/eval.json", "MEDE", 4, 200.0, 250.0, 2)
     write_eval(tmp_path / "s1/eval.json", "SAC", 1, 300.0, 300.0, 1)
@@ -105,12 +128,40 @@ def test_table1_mean_and_std_over_seeds(tmp_path):
     out = str(tmp_path / "docs" / "table1")
     plot.main(["table1", str(tmp_path / "*/eval.json"), "--out", out])
     markdown = open(f"{out}.md").read()
-    assert "| Hopper-v4 | MEDE | 4 | 2 | 1000 | 150.0 ± 50.0 | 200.0 ± 50.0 |" in markdown
-    assert "| Hopper-v4 | SAC | 1 | 1 | 1000 | 300.0 ± 0.0 |  |" in markdown
-    assert "| Hopper-v4 | DIAYN β = 0.3 | 4 | 1 | 1000 | 50.0 ± 0.0 | 60.0 ± 0.0 |" in markdown
-    assert "| Hopper-v4 | DIAYN | 4 | 1 | 1000 | 70.0 ± 0.0 | 80.0 ± 0.0 |" in markdown
+    assert "| Hopper-v4 | MEDE | 4 | 2 seeds | 1000 | 150.0 ± 50.0 | 200.0 ± 50.0 |" in markdown
+    assert "| Hopper-v4 | SAC | 1 | 1 seed | 1000 | 300.0 ± 0.0 |  |" in markdown
+    assert "| Hopper-v4 | DIAYN β = 0.3 | 4 | 1 seed | 1000 | 50.0 ± 0.0 | 60.0 ± 0.0 |" in markdown
+    assert "| Hopper-v4 | DIAYN | 4 | 1 seed | 1000 | 70.0 ± 0.0 | 80.0 ± 0.0 |" in markdown
     rows = open(f"{out}.csv").read().splitlines()
     assert rows[0].startswith("env,algorithm,|Z|,seeds") and len(rows) == 5
+
+
+def test_table1_keeps_apart_runs_that_differ_only_in_alpha_and_copies_of_a_script(tmp_path, capsys):
+    config = {"env_id": "Hopper-v4", "num_z": 4, "alpha": 0.3, "hidden_dim": 300, "seed": 1, "run_dir": "x"}
+    write_eval(tmp_path / "a/eval.json", "MEDE", 4, 100.0, 150.0, 1, config=config, script="mede_continuous",
+               exp_name="mede_continuous")
+    write_eval(tmp_path / "b/eval.json", "MEDE", 4, 200.0, 250.0, 1, config={**config, "alpha": 1.0, "run_dir": "y"},
+               script="mede_continuous", exp_name="mede_continuous")
+    write_eval(tmp_path / "c/eval.json", "MEDE", 4, 300.0, 350.0, 1, config=config, script="my_mede",
+               exp_name="my_mede")
+    write_eval(tmp_path / "d/eval.json", "MEDE", 4, 400.0, 450.0, 1, config=config, script="my_mede",
+               exp_name="my_mede")  # seed 1 again
+    out = str(tmp_path / "t")
+    plot.main(["table1", str(tmp_path / "*/eval.json"), "--out", out])
+    markdown = open(f"{out}.md").read()
+    assert "| MEDE, alpha=0.3 | 4 | 1 seed | 1000 | 100.0 ± 0.0 |" in markdown
+    assert "| MEDE, alpha=1.0 | 4 | 1 seed | 1000 | 200.0 ± 0.0 |" in markdown
+    assert "| MEDE [my_mede], alpha=0.3 | 4 | 1 seed; seed 1 twice | 1000 | 350.0 ± 50.0 |" in markdown
+    assert "seed 1 twice" in capsys.readouterr().err
+
+
+def test_table1_takes_each_runs_latest_evaluation_whatever_the_order(tmp_path):
+    write_eval(tmp_path / "r/eval.step1000.json", "MEDE", 4, 1.0, 1.0, 1)
+    later = json.loads((tmp_path / "r/eval.step1000.json").read_text())
+    (tmp_path / "r/eval.json").write_text(json.dumps({**later, "global_step": 2000, "avg": 2.0, "max": 2.0}))
+    for order in (["eval.json", "eval.step1000.json"], ["eval.step1000.json", "eval.json"]):
+        plot.main(["table1", *[str(tmp_path / "r" / name) for name in order], "--out", str(tmp_path / "t")])
+        assert "| 2000 | 2.0 ± 0.0 |" in open(tmp_path / "t.md").read()
 
 
 def test_table1_rejects_a_file_that_is_not_an_eval_json(tmp_path):
@@ -152,7 +203,9 @@ def test_figure1_panels_from_tiny_models(tmp_path, figures, monkeypatch, separat
     assert out.endswith("fig1.png") and os.path.exists(out)
     (fig,) = figures
     titles = [ax.get_title() for ax in fig.axes]
-    assert "SAC" in titles[0] and "|Z| = 3" in titles[1]
+    assert titles[0] == "sac_continuous" and titles[1] == "mede_continuous, |Z| = 3"
+    goal_names = {child.get_text() for child in fig.axes[0].get_children() if type(child).__name__ == "Annotation"}
+    assert goal_names == {"E", "W", "N", "S"}
     contour_titles = [t for t in titles if "state" in t]
     assert len(contour_titles) == 9  # 3 states x (Q_soft, Q_z, S_z)
     assert sum("Q_{soft} - Q_z" in t for t in contour_titles) == 3
@@ -168,22 +221,25 @@ def test_figure1_panels_from_tiny_models(tmp_path, figures, monkeypatch, separat
     for q_soft, q_z, s_z in zip(drawn[0::3], drawn[1::3], drawn[2::3]):
         np.testing.assert_allclose(s_z, q_soft - q_z, atol=1e-6)
         assert not np.allclose(q_soft, q_z)
-    _, sac_q, _ = plot.load_sac(sac_path)
-    _, mede_q, _ = plot.load_mede(mede_path)
+    sac_q, mede_q = (plot.q_function(*plot.load_agent(path)) for path in (sac_path, mede_path))
     actions = torch.rand(5, 2) * 2 - 1
     direct = mede_agent.qf(mede.policy_input(torch.tensor([[[1.0, 1.0]]]).expand(3 if separate else 1, 5, 2),
                                              torch.full((3 if separate else 1, 5), 1), 3, separate),
                            actions.expand(3 if separate else 1, 5, 2)).min(0).values[1 if separate else 0]
     np.testing.assert_allclose(mede_q((1.0, 1.0), 1, actions), direct.detach().numpy(), atol=1e-5)
-    assert sac_q((1.0, 1.0), actions).shape == (5,)
+    assert sac_q((1.0, 1.0), 0, actions).shape == (5,)
 
 
-def test_figure1_rejects_a_model_of_the_wrong_script(tmp_path):
+def test_figure1_rejects_a_model_of_the_wrong_shape_and_names_the_real_cause(tmp_path):
     sac_path, mede_path, _ = tiny_models(tmp_path)
-    with pytest.raises(plot.PlotError, match="written by sac_continuous.py, not mede_continuous.py"):
+    with pytest.raises(plot.PlotError, match="--mede needs a model of a script with"):
         plot.main(["fig1", "--sac", sac_path, "--mede", sac_path])
+    with pytest.raises(plot.PlotError, match="--sac needs a model of a one-policy script"):
+        plot.main(["fig1", "--sac", mede_path, "--mede", mede_path])
     with pytest.raises(plot.PlotError, match="--z must be in"):
         plot.main(["fig1", "--sac", sac_path, "--mede", mede_path, "--z", "3"])
+    with pytest.raises(plot.PlotError, match="no such file: .*nothing.pt"):
+        plot.main(["goals", str(tmp_path / "nothing.pt")])
 
 
 def test_command_line_error_is_one_line(tmp_path):
@@ -193,41 +249,45 @@ def test_command_line_error_is_one_line(tmp_path):
     assert out.stderr.strip().startswith("plot.py: error:") and len(out.stderr.strip().splitlines()) == 1
 
 
-def ant_eval(path, algorithm, seed, headings):
-    """An eval.json of M. Ant with straight paths along the given headings (degrees)."""
+def ant_eval(path, algorithm, seed, headings, length=5.0):
+    """An eval.json of M. Ant with straight paths of `length` m along the given headings (degrees), 2.5 s long."""
     per_z = []
     for z, heading in enumerate(headings):
         direction = np.array([math.cos(math.radians(heading)), math.sin(math.radians(heading))])
-        path_points = [(direction * t).tolist() for t in np.linspace(0, 5, 11)]
-        per_z.append({"z": z, "returns": [1.0], "mean": 1.0, "std": 0.0, "displacements": [(direction * 5).tolist()],
-                      "headings": [heading], "mean_heading": heading, "path": path_points})
+        path_points = [(direction * t).tolist() for t in np.linspace(0, length, 11)]
+        per_z.append({"z": z, "returns": [1.0], "mean": 1.0, "std": 0.0, "displacements": [(direction * length).tolist()],
+                      "headings": [heading], "mean_heading": heading, "path": path_points,
+                      "speeds": [length / 2.5], "mean_speed": length / 2.5})
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"algorithm": algorithm, "env_id": "MultiDirectionAnt-v0", "seed": seed,
-                                "global_step": 400, "num_z": len(headings), "avg": 1.0, "max": 1.0, "per_z": per_z,
-                                **evaluation.direction_diversity(headings)}))
+    path.write_text(json.dumps({"algorithm": algorithm, "script": algorithm, "exp_name": algorithm,
+                                "env_id": "MultiDirectionAnt-v0", "seed": seed, "global_step": 400,
+                                "num_z": len(headings), "avg": 1.0, "max": 1.0, "per_z": per_z,
+                                **evaluation.direction_diversity(headings, [length / 2.5] * len(headings))}))
     return str(path.parent)
 
 
-def test_ant_directions_one_panel_per_run_sac_in_black_and_an_arrow_per_z(tmp_path, figures):
-    runs = [ant_eval(tmp_path / f"mede{seed}" / "eval.json", "MEDE", seed, [0.0, 90.0, 180.0, -90.0]) for seed in (1, 2)]
-    sac = ant_eval(tmp_path / "sac1" / "eval.json", "SAC", 1, [45.0])
-    out = plot.main(["ant", "--runs", *runs, "--sac", sac, "--out", str(tmp_path / "ant.png")])
+def test_ant_directions_rows_are_seeds_columns_experiments_on_the_same_axes(tmp_path, figures):
+    for seed in (1, 2):
+        ant_eval(tmp_path / f"mede{seed}" / "eval.json", "MEDE", seed, [0.0, 90.0, 180.0, -90.0], length=5 * seed)
+        ant_eval(tmp_path / f"sac{seed}" / "eval.json", "SAC", seed, [45.0])
+    out = plot.main(["ant", str(tmp_path / "mede*"), str(tmp_path / "sac*"), "--out", str(tmp_path / "ant.png")])
     assert os.path.exists(out)
     (fig,) = figures
-    assert len(fig.axes) == 2 and "4 of 4 quadrants" in fig.axes[0].get_title()
+    assert len(fig.axes) == 4 and {ax.get_xlim() for ax in fig.axes} == {fig.axes[0].get_xlim()}  # the same axes
+    assert fig.axes[0].get_title().startswith("MEDE, seed 1") and fig.axes[3].get_title().startswith("SAC, seed 2")
+    assert "4 distinct running direction(s)" in fig.axes[0].get_title()
     lines = [line for line in fig.axes[0].get_lines() if len(line.get_xdata()) > 1]
-    assert [line.get_color() for line in lines][0] == "black" and len({line.get_color() for line in lines}) == 5
-    assert any(line.get_label().endswith("90°") for line in lines)
+    assert len({line.get_color() for line in lines}) == 4 and any("z = 1: 90°, 2.00 m/s" == line.get_label()
+                                                                   for line in lines)
+    assert {line.get_color() for line in fig.axes[1].get_lines() if len(line.get_xdata()) > 1} == {"black"}
     arrows = [child for child in fig.axes[0].get_children() if type(child).__name__ == "Annotation"]
-    assert len(arrows) == 5  # SAC and every z
-    end = arrows[2].xy  # z = 1: heading 90°, mean displacement 5
-    assert end == pytest.approx((0.0, 5.0), abs=1e-9)
+    assert len(arrows) == 4 and arrows[1].xy == pytest.approx((0.0, 5.0), abs=1e-9)  # z = 1: 90°, 5 m
 
 
 def test_ant_directions_reject_an_eval_without_paths(tmp_path):
     write_eval(tmp_path / "h/eval.json", "MEDE", 4, 1.0, 1.0, 1)
     with pytest.raises(plot.PlotError, match="has no torso paths"):
-        plot.main(["ant", "--runs", str(tmp_path / "h"), "--out", str(tmp_path / "x.png")])
+        plot.main(["ant", str(tmp_path / "h"), "--out", str(tmp_path / "x.png")])
 
 
 def test_ant_training_headings_come_from_the_buffers_torso_velocities(tmp_path, figures):
@@ -255,3 +315,57 @@ def test_ant_training_headings_come_from_the_buffers_torso_velocities(tmp_path, 
     torch.save({"buffer": {"obs": obs, "pos": 10, "size": 400}}, run_dir / "checkpoint.pt")
     with pytest.raises(plot.PlotError, match="wrapped"):
         plot.buffer_headings(str(run_dir / "checkpoint.pt"), 100)
+
+
+# ------------------------------------------------- a researcher's own variant, end to end (issue 24)
+def test_a_copied_script_is_trained_extended_plotted_under_its_own_label_and_rolled_out(tmp_path, figures):
+    """cp mede_continuous.py my_mede.py, train it briefly, extend it, plot it next to MEDE in fig1,
+    fig2, table1, goals and goals-over-training, and roll out its saved model as the README does."""
+    import shutil
+    shutil.copy(os.path.join(ROOT, "mede_continuous.py"), tmp_path / "my_mede.py")
+    small = ["--env-id", "MultiGoal-v0", "--hidden-dim", "16", "--disc-hidden-dim", "16", "--learning-starts", "100",
+             "--eval-episodes", "2", "--measure-every", "200", "--measure-steps", "60", "--save-model",
+             "--checkpoint-every", "300"]
+
+    def run(script, *flags):
+        done = subprocess.run([sys.executable, script, *flags], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+        assert done.returncode == 0, done.stderr
+        return done
+
+    first = run(str(tmp_path / "my_mede.py"), *small, "--total-timesteps", "300", "--run-dir", "runs/mine")
+    assert first.stdout.startswith("my_mede.py: ") and "MultiGoal-v0, |Z| = 4, 300 steps" in first.stdout
+    run(str(tmp_path / "my_mede.py"), "--resume", "runs/mine", "--total-timesteps", "600")  # extend it
+    run(os.path.join(ROOT, "mede_continuous.py"), *small, "--total-timesteps", "600", "--run-dir", "runs/mede")
+    run(os.path.join(ROOT, "sac_continuous.py"), "--env-id", "MultiGoal-v0", "--hidden-dim", "16",
+        "--learning-starts", "100", "--eval-episodes", "2", "--save-model", "--total-timesteps", "300",
+        "--run-dir", "runs/sac")
+    mine = tmp_path / "runs" / "mine"
+    assert torch.load(mine / "my_mede.pt", weights_only=False)["global_step"] == 600  # the latest model
+    assert torch.load(mine / "my_mede.step300.pt", weights_only=False)["global_step"] == 300
+
+    plot.main(["fig1", "--sac", str(tmp_path / "runs/sac/sac_continuous.pt"), "--mede", str(mine / "my_mede.pt"),
+               "--episodes", "1", "--resolution", "5", "--out", str(tmp_path / "f1.png")])
+    assert figures[-1].axes[1].get_title() == "my_mede, |Z| = 4"
+    plot.main(["fig2", "--runs", str(tmp_path / "runs/mede"), "--runs", str(mine), "--points", "3",
+               "--out", str(tmp_path / "f2.png")])
+    labels = {line.get_label() for line in figures[-1].axes[0].get_lines()}
+    assert {"mede_continuous (1 seed)", "my_mede (1 seed)"} <= labels
+    plot.main(["table1", str(tmp_path / "runs/*/eval*.json"), "--out", str(tmp_path / "t1")])
+    table = open(tmp_path / "t1.md").read()
+    assert "| MultiGoal-v0 | MEDE | 4 | 1 seed | 600 |" in table and "| MultiGoal-v0 | MEDE [my_mede] | 4 | 1 seed | 600 |" in table
+    assert plot.main(["goals", str(mine / "my_mede.pt"), "--episodes", "2"]) == "the table above"
+    plot.main(["goals-over-training", str(mine), "--out", str(tmp_path / "g.png")])
+    assert len(figures[-1].axes) == 4 and figures[-1].axes[0].get_ylabel() == "z = 0"
+
+    # the README's rollout, with the copy's own load_model
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("my_mede", tmp_path / "my_mede.py")
+    my_mede = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(my_mede)
+    import gymnasium as gym
+    agent, args = my_mede.load_model(str(mine / "my_mede.pt"))
+    env = gym.make(args.env_id)
+    obs, _ = env.reset(seed=0)
+    for _ in range(30):
+        obs, reward, terminated, truncated, info = env.step(agent.policy(obs, z=2))

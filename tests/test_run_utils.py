@@ -121,7 +121,7 @@ def test_a_signal_saves_a_checkpoint_and_the_run_resumes(tmp_path, name, sig):
     done = subprocess.run([*command, "--total-timesteps", str(stopped_at + 200)], cwd=elsewhere, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert f"resuming {run_dir.name} at step {stopped_at}" in done.stdout
+    assert f"{run_dir}" in done.stdout and f"resuming at step {stopped_at}" in done.stdout.splitlines()[0]
     assert (run_dir / "eval.json").exists()
     assert max(losses(run_dir)) >= stopped_at + 100
     # TensorBoard: the resumed writer tells it to hide whatever the first process logged after the
@@ -153,7 +153,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         module.main(make_args(name, total_timesteps=1000, checkpoint_every=100))
-    assert exit_info.value.code == 1
+    assert exit_info.value.code == run_utils.NAN == 3
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "NaN or infinite" in err and "last good checkpoint" in err and "intact" in err
     state = torch.load(only_run(tmp_path) / "checkpoint.pt", weights_only=False)
@@ -180,10 +180,10 @@ def test_nan_in_the_last_updates_writes_no_model_and_no_evaluation(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         module.main(make_args(name, total_timesteps=400, checkpoint_every=0, save_model=True))
-    assert exit_info.value.code == 1
+    assert exit_info.value.code == run_utils.NAN
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "NaN or infinite" in err and "no model or evaluation written" in err and "no checkpoint" in err
-    assert sorted(p.name for p in only_run(tmp_path).iterdir() if not p.name.startswith("events")) == []
+    assert sorted(p.name for p in only_run(tmp_path).iterdir() if not p.name.startswith(("events", ".lock"))) == []
 
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
@@ -227,18 +227,21 @@ def test_a_checkpoint_of_another_run_is_rejected_with_a_clear_message(tmp_path, 
 
 
 def test_nothing_the_user_made_is_overwritten(tmp_path, monkeypatch):
-    """Two runs started in the same second get two directories; a resumed, finished run keeps
-    its first eval.json and model file and writes numbered new ones."""
+    """Two runs started in the same second get two directories. A finished run that is extended
+    keeps its earlier eval.json and model file under their step, and eval.json and the model file
+    are always the latest."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
     sac.main(make_args("sac", total_timesteps=200, learning_starts=100, checkpoint_every=200, save_model=True))
     sac.main(make_args("sac", total_timesteps=200, learning_starts=100))
     first, second = sorted((tmp_path / "runs").iterdir())
     assert second.name == first.name + ".1"
-    before = (first / "eval.json").read_text()
+    before, model_before = (first / "eval.json").read_text(), (first / "sac_continuous.pt").read_bytes()
     sac.main(run_utils.parse_args(sac.Args, sac.__file__, ["--resume", str(first / "checkpoint.pt"), "--total-timesteps", "300"]))
-    assert (first / "eval.json").read_text() == before
-    assert (first / "eval.1.json").exists() and (first / "sac_continuous.1.pt").exists()
+    assert (first / "eval.step200.json").read_text() == before
+    assert (first / "sac_continuous.step200.pt").read_bytes() == model_before
+    assert json.loads((first / "eval.json").read_text())["global_step"] == 300
+    assert torch.load(first / "sac_continuous.pt", weights_only=False)["global_step"] == 300
     assert np.isfinite([float(v) for v in losses(first).values()]).all()
 
 
@@ -321,9 +324,12 @@ def test_resume_accepts_the_run_directory_and_rejects_other_files_in_one_line(tm
     assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["global_step"] == 300
     assert "evaluation file, not a checkpoint" in command_error("sac_continuous.py", "--resume",
                                                                 str(run_dir / "eval.json"), cwd=tmp_path)
-    empty = tmp_path / "empty_run"
-    empty.mkdir()
-    assert "holds no checkpoint.pt" in command_error("sac_continuous.py", "--resume", str(empty), cwd=tmp_path)
+    without = tmp_path / "run_without_checkpoint"  # a run that ran with --checkpoint-every 0
+    sac.main(make_args("sac", total_timesteps=200, checkpoint_every=0, run_dir=str(without)))
+    assert "holds no checkpoint.pt: the run wrote none" in command_error("sac_continuous.py", "--resume", str(without),
+                                                                          cwd=tmp_path)
+    # a directory of runs, not a run: the error says so (and does not blame --checkpoint-every)
+    assert "runs is not a run directory" in command_error("sac_continuous.py", "--resume", "runs", cwd=tmp_path)
 
 
 def test_resuming_a_finished_run_says_so_and_writes_nothing(tmp_path):
@@ -340,7 +346,8 @@ def test_resuming_a_finished_run_says_so_and_writes_nothing(tmp_path):
     assert sorted(p.name for p in run_dir.iterdir()) == before, "nothing new is written"
     longer = shlex.split(again.stdout.split("To train it longer: ", 1)[1].strip())  # the printed command works
     assert subprocess.run(longer, cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
-    assert json.loads((run_dir / "eval.1.json").read_text())["global_step"] == 400
+    assert json.loads((run_dir / "eval.json").read_text())["global_step"] == 400
+    assert json.loads((run_dir / "eval.step200.json").read_text())["global_step"] == 200
 
 
 def test_a_run_that_never_learns_is_warned_about(tmp_path, monkeypatch, capsys):

@@ -578,7 +578,8 @@ def test_smoke_multigoal_and_saved_model(tmp_path):
 
     model_path = run_dir / "sac_continuous.pt"
     assert model_path.exists()
-    actor, qf, args = load_model(str(model_path))
+    agent, args = load_model(str(model_path))
+    actor, qf = agent.actor, agent.qf
     assert isinstance(actor, Actor) and isinstance(qf, TwinQNetwork)
     assert args.env_id == "MultiGoal-v0" and args.hidden_dim == 32 and args.total_timesteps == 300
     obs = torch.randn(4, 2)
