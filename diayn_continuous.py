@@ -193,14 +193,19 @@ class EnsembleMLP(nn.Module):
             self.biases.append(nn.Parameter(torch.empty(members, 1, fan_out).uniform_(-bound, bound)))
 
     def forward(self, x: torch.Tensor, train_params: bool = True) -> torch.Tensor:
-        """`train_params=False` detaches the weights: a loss sends gradient to `x`, not to the network."""
+        """`train_params=False` detaches the weights: a loss sends gradient to `x`, not to the network.
+        Under --bf16 (autocast) the hidden layers multiply in bf16 and the output layer in float32, so
+        that Q-values, logits and log-std are not rounded to bf16's 8 bits (a Q of 300 to the nearest 2)."""
         last = len(self.weights) - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             if not train_params:
                 weight, bias = weight.detach(), bias.detach()
-            x = torch.baddbmm(bias, x, weight)
-            x = x if i == last else torch.relu(x)
-        return x.float()  # under --bf16 the products are bf16: everything after the network stays float32
+            if i < last:
+                x = torch.relu(torch.baddbmm(bias, x, weight))
+            else:
+                with torch.autocast(x.device.type, enabled=False):
+                    x = torch.baddbmm(bias, x.float(), weight)
+        return x
 
 
 class Actor(nn.Module):

@@ -22,8 +22,9 @@ What it records, by environment:
   none) and the goals' compass names; the number of distinct goals; in the held-out measure, the
   fraction of each z's episodes that end at each goal;
 - an env whose info has `x_position` and `y_position` (M. Ant): each episode's displacement,
-  heading and net speed (distance over duration, m/s), the first episode's path; each z's mean
-  heading and speed; the number of distinct running directions.
+  heading, net speed (displacement over duration, m/s) and path speed (distance travelled over
+  duration: an Ant that jitters on the spot has a high path speed and a net speed near 0), the
+  first episode's path; each z's mean heading and speed; the number of distinct running directions.
 """
 
 import itertools
@@ -93,9 +94,14 @@ def evaluate(act, make_envs, env_id: str, num_z: int, episodes: int, seed: int, 
             entry["headings"] = np.degrees(np.arctan2(displacement[:, 1], displacement[:, 0])).tolist()
             unit = displacement / np.maximum(np.linalg.norm(displacement, axis=1, keepdims=True), 1e-12)
             entry["mean_heading"] = float(np.degrees(np.arctan2(unit[:, 1].mean(), unit[:, 0].mean())))
-            # net speed: how far the torso got, over the episode's duration (running in circles scores 0)
-            entry["speeds"] = (np.linalg.norm(displacement, axis=1) / (np.asarray(lengths[mine]) * dt)).tolist()
+            # net speed: how far the torso got, over the episode's duration (running in circles scores 0);
+            # path speed: the distance it travelled, over the duration (what the reward pays, about)
+            duration = np.asarray(lengths[mine]) * dt
+            entry["speeds"] = (np.linalg.norm(displacement, axis=1) / duration).tolist()
             entry["mean_speed"] = float(np.mean(entry["speeds"]))
+            travelled = [np.linalg.norm(np.diff(np.asarray(paths[i]), axis=0), axis=1).sum() for i in
+                         range(k * episodes, (k + 1) * episodes)]
+            entry["path_speeds"] = (np.asarray(travelled) / duration).tolist()
             entry["path"] = paths[k * episodes][::10] + [paths[k * episodes][-1]]  # every 10th position
         per_z.append(entry)
     if goal_names is not None:

@@ -53,8 +53,10 @@ SERIES_COLOURS = ["tab:blue", "tab:red", "tab:orange", "tab:green", "tab:purple"
 GOAL_COLOURS = ["tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown"]
 STATE_COLOURS = ["gold", "hotpink", "saddlebrown"]  # the paper's yellow, pink and brown dots
 MEASURES = {"held-out": ("measure", "held-out transitions"), "replay": ("charts", "replay batches")}
-# Flags that say where and how a run was made, not what it learns: Table 1 does not tell runs apart by them.
-BOOKKEEPING = {"seed", "exp_name", "run_dir", "resume", "threads", "checkpoint_every", "track", "wandb_project_name",
+# Flags that say where and how a run was made, not what it learns: Table 1 does not tell runs apart by them
+# (--bf16 is what was asked; the precision the run actually trained in is what counts, and is compared).
+OUR_SCRIPTS = ("sac_continuous", "mede_continuous", "diayn_continuous")
+BOOKKEEPING = {"bf16", "seed", "exp_name", "run_dir", "resume", "threads", "checkpoint_every", "track", "wandb_project_name",
                "wandb_entity", "capture_video", "save_model", "cuda", "measure_every", "measure_steps",
                "torch_deterministic"}
 
@@ -169,9 +171,10 @@ def series_of(groups: list[list[str]], labels: list[str]) -> list[tuple[str, lis
         if i < len(labels) and len(by_experiment) > 1:
             raise PlotError(f"--label {labels[i]!r} names a --runs with several experiments "
                             f"({', '.join(name for _, name in by_experiment)}): give each its own --runs")
-        for (_, exp_name), runs in by_experiment.items():
-            series.append((labels[i] if i < len(labels) else exp_name, runs))
-    return series
+        for (script, exp_name), runs in by_experiment.items():
+            series.append((labels[i] if i < len(labels) else exp_name, runs, script))
+    names = Counter(name for name, _, _ in series)  # one name for two scripts: say which is which
+    return [(f"{name} [{script}]" if names[name] > 1 else name, runs) for name, runs, script in series]
 
 
 def seeds_label(runs: list[dict]) -> str:
@@ -421,8 +424,8 @@ def table1(args) -> str:
     if not latest:
         raise PlotError("no eval.json files given")
     results = [result for _, result in latest.values()]
-    settings = [{name: value for name, value in result.get("config", {}).items() if name not in BOOKKEEPING}
-                for result in results]
+    settings = [{**{name: value for name, value in result.get("config", {}).items() if name not in BOOKKEEPING},
+                 "precision": result.get("precision", "float32")} if "config" in result else {} for result in results]
     differing = {}  # per env and algorithm: the flags whose values differ between its runs
     for result, setting in zip(results, settings):
         family = (result["env_id"], result.get("algorithm"))
@@ -431,22 +434,22 @@ def table1(args) -> str:
                                    - {"env_id", "num_z", "total_timesteps"})  # those have their own columns
     rows = defaultdict(list)
     for result, setting in zip(results, settings):
-        name = result.get("algorithm", "?")
-        exp_name = result.get("exp_name")
-        if exp_name and exp_name != result.get("script") and exp_name != name:
-            name += f" [{exp_name}]"
-        elif result.get("script") and result["script"] not in ("sac_continuous", "mede_continuous", "diayn_continuous"):
-            name += f" [{result['script']}]"
+        name, script, exp_name = result.get("algorithm", "?"), result.get("script"), result.get("exp_name")
+        named = [exp_name] if exp_name and exp_name != script else []
+        if script and script not in OUR_SCRIPTS:  # a copy: its script's name, always
+            named.append(f"{script}.py" if named else script)
+        if named:
+            name += f" [{', '.join(named)}]"
         if setting:
             name += "".join(f", {flag}={setting.get(flag)!r}" for flag in differing[result["env_id"], result.get("algorithm")]
                             if flag in setting)
         else:  # an eval.json without its config (written before 2026-12): what it recorded
             name += (" (separate)" if result.get("separate_networks") else "") + \
                     (f" β = {result['disc_coef']:g}" if result.get("disc_coef", 1.0) != 1.0 else "")
-        rows[result["env_id"], name, result["num_z"], result["global_step"]].append(result)
+        rows[result["env_id"], name, result["num_z"], result["global_step"], script].append(result)
     header = ["env", "algorithm", "|Z|", "seeds", "steps", "avg mean", "avg std", "max mean", "max std"]
     table = []
-    for (env_id, name, num_z, steps), group in sorted(rows.items()):
+    for (env_id, name, num_z, steps, _), group in sorted(rows.items(), key=lambda row: tuple(map(str, row[0]))):
         avg, best = np.array([r["avg"] for r in group]), np.array([r["max"] for r in group])
         table.append([env_id, name, num_z, seeds_label(group), steps, avg.mean(), avg.std(), best.mean(), best.std()])
     markdown = ["| env | algorithm | \\|Z\\| | seeds | steps | average | max |", "|---|---|---|---|---|---|---|"]
@@ -492,13 +495,17 @@ def goals_over_training(args) -> str:
 def figure_ant(args) -> str:
     """Rows: seeds; columns: experiments (script and name); every z's deterministic torso path, the same
     axes in metres everywhere."""
-    evaluations = []
-    for path in expand(args.runs):
-        result = latest_evaluation(path) if os.path.isdir(path) else read_json(path)
+    evaluations, panels = [], {}
+    for run_dir in dict.fromkeys(path if os.path.isdir(path) else os.path.dirname(path) for path in expand(args.runs)):
+        result = latest_evaluation(run_dir)  # a run's latest, also when its eval.step*.json were named too
         if result is None:
-            raise PlotError(f"{path} holds no eval.json (the run has not finished)")
+            raise PlotError(f"{run_dir} holds no eval.json (the run has not finished)")
         if "path" not in result["per_z"][0]:
-            raise PlotError(f"the eval.json of {path} has no torso paths (only MultiDirectionAnt-v0 runs record them)")
+            raise PlotError(f"the eval.json of {run_dir} has no torso paths (only MultiDirectionAnt-v0 runs record them)")
+        key = (result["seed"], result.get("script", result["algorithm"]), result.get("exp_name", result["algorithm"]))
+        if key in panels:
+            raise PlotError(f"{panels[key]} and {run_dir} are both seed {key[0]} of {key[2]}: give one of them")
+        panels[key] = run_dir
         evaluations.append(result)
     columns = list(dict.fromkeys((r.get("script", r["algorithm"]), r.get("exp_name", r["algorithm"])) for r in evaluations))
     seeds = sorted({r["seed"] for r in evaluations})

@@ -144,9 +144,25 @@ def require(args, positive=(), non_negative=(), at_most_one=()) -> None:
             raise UsageError(f"{flag(name)} must be at most 1, got {getattr(args, name)}")
 
 
+DIE_WITH_PARENT = "MEDE_DIE_WITH_PARENT"  # sweep.py sets it to the PID of the Ray worker that starts the script
+
+
+def die_with_parent() -> None:
+    """Started by sweep.py (MEDE_DIE_WITH_PARENT=<its worker's PID>): ask the kernel (Linux) to kill
+    this process when that worker dies, so that a retry of the trial never meets an old script."""
+    parent = os.environ.get(DIE_WITH_PARENT)
+    if not parent:
+        return
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != int(parent):  # the worker died before the request: go as it would have made us go
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def main_guard(main, args_class, file: str) -> None:
     """Run `main(parse_args(...))` the way every script's `__main__` does: bad input gives one
     line on stderr and exit code 2, never a traceback."""
+    die_with_parent()
     try:
         main(parse_args(args_class, file))
     except UsageError as error:
@@ -267,6 +283,9 @@ def atomic_write(path: str, write) -> None:
     temporary file is removed and `path` is left as it was."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # as open() would make it (mkstemp's files are private)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -315,6 +334,10 @@ def lock_run_directory(directory: str):
         holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
         raise UsageError(f"{directory} is in use by {holder}: one run directory, one writer") from None
+    except OSError as error:  # ENOLCK, ENOSYS, EOPNOTSUPP: a file system without flock (some NFS, Lustre)
+        os.close(fd)
+        raise RunFailed(f"cannot lock {directory} ({error.strerror}): its file system does not support flock; "
+                        "run on a local disk, or mount it with flock support") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
     return fd
@@ -430,7 +453,7 @@ def native_bf16(device: torch.device) -> bool:
     """Whether `device` computes bfloat16 matrix products natively: a CUDA GPU that supports it, or
     a CPU with AVX512-BF16 or AMX. Elsewhere torch emulates them, 10-25 times slower than float32."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     cpu = getattr(torch, "cpu", None)
     return any(getattr(cpu, check, lambda: False)() for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
@@ -645,8 +668,11 @@ class Run:
 
     def autocast(self):
         """The context of the updates and of acting: bfloat16 autocast under --bf16 (where native),
-        else nothing. Only matrix products run in bf16: every network returns float32."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
+        else nothing. Only the hidden layers' matrix products run in bf16: every network's output
+        layer and all that follows (log-probabilities, losses) are float32. No cache of bf16 weight
+        copies: an update steps its actor more than once (policy_frequency), each time anew."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16",
+                              cache_enabled=False)
 
     def in_precision(self, act):
         """`act` (a policy function) run under `autocast()`, as during training."""
@@ -687,10 +713,7 @@ class Run:
                                  f"({start_step}); to train it longer, give more")
             changed = {name for name, value in dataclasses.asdict(args).items()
                        if name != "resume" and state["args"].get(name, value) != value}
-            eval_path = os.path.join(self.dir, "eval.json")
-            evaluated = args.eval_episodes == 0 or os.path.exists(eval_path) and evaluated_step(eval_path) == start_step
-            asks_for_more = changed & {"eval_episodes", "save_model", "capture_video"}
-            if start_step >= total_steps and evaluated and not asks_for_more:
+            if start_step >= total_steps and self.finished_at(start_step) and "eval_episodes" not in changed:
                 print(f"{self.name} already finished at step {start_step}; its results are in {self.dir}. "
                       f"To train it longer: {self.command('--resume', self.dir, '--total-timesteps', str(2 * total_steps))}")
                 raise SystemExit(0)
@@ -737,6 +760,16 @@ class Run:
         # From here until eval.json is written, SIGINT/SIGTERM end the run with a checkpoint.
         self.handlers = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         return obs, start_step
+
+    def finished_at(self, step: int) -> bool:
+        """Whether `finish` has done its work for `step`: eval.json, the model file and the videos, as
+        far as the run's flags ask for them."""
+        args, written = self.args, lambda name: os.path.join(self.dir, name)
+        return ((args.eval_episodes == 0 or os.path.exists(written("eval.json")) and
+                 evaluated_step(written("eval.json")) == step) and
+                (not args.save_model or os.path.exists(written(f"{args.exp_name}.pt")) and
+                 torch.load(written(f"{args.exp_name}.pt"), weights_only=False, mmap=True).get("global_step") == step) and
+                (not args.capture_video or os.path.exists(written(os.path.join("videos", f"step{step}_z0.gif")))))
 
     # ---------------------------------------------------------------- inside the loop
     def log_episodes(self, infos: dict, step: int, z: np.ndarray | None = None) -> None:
@@ -794,10 +827,13 @@ class Run:
                  **loop_state}
         try:
             atomic_save(state, self.checkpoint_path)
-        except OSError as error:
+        except (OSError, RuntimeError) as error:  # torch.save reports a failed write as a RuntimeError
+            cause = error if isinstance(error, OSError) else error.__cause__ or error.__context__
+            if not isinstance(cause, OSError):
+                raise
             kept = (f"the last checkpoint (step {self.checkpointed_step}) is intact" if self.checkpointed_step
                     is not None else "no checkpoint had been written yet")
-            raise RunFailed(f"cannot write the checkpoint at step {next_step} ({error.strerror or error}); {kept}. "
+            raise RunFailed(f"cannot write the checkpoint at step {next_step} ({cause.strerror or cause}); {kept}. "
                             f"Free some space, then resume with: {self.command('--resume', self.dir)}") from None
         self.checkpointed_step = next_step
 

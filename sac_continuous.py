@@ -165,7 +165,9 @@ class Actor(nn.Module):
         self.register_buffer("action_bias", (high + low) / 2)
 
     def forward(self, obs: torch.Tensor):
-        mean, log_std = self.head(self.trunk(obs)).float().chunk(2, dim=-1)  # float32 also under --bf16
+        hidden = self.trunk(obs)
+        with torch.autocast(obs.device.type, enabled=False):  # the output layer in float32 also under --bf16
+            mean, log_std = self.head(hidden.float()).chunk(2, dim=-1)
         log_std = self.LOG_STD_MIN + 0.5 * (self.LOG_STD_MAX - self.LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         return mean, log_std
 
@@ -208,9 +210,12 @@ class TwinQNetwork(nn.Module):
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             if not train_params:
                 weight, bias = weight.detach(), bias.detach()
-            x = torch.baddbmm(bias, x, weight)
-            x = x if i == last else torch.relu(x)
-        return x.squeeze(-1).float()  # under --bf16 the products are bf16: everything after the critics stays float32
+            if i < last:
+                x = torch.relu(torch.baddbmm(bias, x, weight))
+            else:  # the output layer in float32 also under --bf16: a Q of 300 is not rounded to the nearest 2
+                with torch.autocast(x.device.type, enabled=False):
+                    x = torch.baddbmm(bias, x.float(), weight)
+        return x.squeeze(-1)
 
 
 # ----------------------------------------------------------------------------------- losses

@@ -48,7 +48,6 @@ extends finished trials from their checkpoints.
 """
 
 import argparse
-import ctypes
 import dataclasses
 import fcntl
 import glob
@@ -89,18 +88,6 @@ class TrialFailed(Exception):
 # The scripts' exit codes (run_utils.py): which are worth another attempt.
 DONE, FAILED, BAD_INPUT, NAN = 0, 1, 2, 3
 NOT_RETRIED = {DONE: "exited without writing eval.json", BAD_INPUT: "bad input", NAN: "a loss became NaN"}
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal the kernel sends a process when its parent dies
-
-
-def parent_death_signal():
-    """A function for the child, between fork and exec, after which the kernel sends the trial's
-    script SIGKILL when the Ray worker that started it dies: a retry never finds it still writing.
-    libc is loaded here, before the fork, so that the child only calls prctl. None off Linux."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:
-        return None
-    return lambda: libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 # --------------------------------------------------------------------------------- the grid
@@ -120,18 +107,20 @@ class Trial:
     def name(self) -> str:
         return os.path.basename(self.run_dir)
 
-    def evaluated_step(self) -> int | None:
-        """The step of the trial's eval.json (the latest evaluation), or None."""
+    def evaluated_budget(self) -> int | None:
+        """The --total-timesteps of the trial's latest evaluation (eval.json), or None. (The budget,
+        not the step: with separate networks a script rounds it down to a multiple of |Z|.)"""
         try:
             with open(os.path.join(self.run_dir, "eval.json")) as f:
-                return json.load(f)["global_step"]
+                result = json.load(f)
+            return result.get("config", {}).get("total_timesteps", result["global_step"])
         except (OSError, ValueError, KeyError):
             return None
 
     def finished(self) -> bool:
         """Evaluated, at the sweep's --total-timesteps if it has one."""
-        step = self.evaluated_step()
-        return step is not None and (self.total_timesteps is None or step >= self.total_timesteps)
+        budget = self.evaluated_budget()
+        return budget is not None and (self.total_timesteps is None or budget >= self.total_timesteps)
 
     def command(self, resume: bool) -> list[str]:
         """The script's command line (with the Python of the node that runs it): a new run, or `--resume`."""
@@ -163,6 +152,9 @@ def make_trials(args, flags: list[str]) -> list[Trial]:
             raise UsageError(f"{name} after -- is set by the sweep for each trial: {SWEEP_FLAGS[name]}")
     if flag_value(flags, "--eval-episodes") in ("0", ""):
         raise UsageError("--eval-episodes after -- must be positive: a trial is finished when its eval.json exists")
+    if flag_value(flags, "--checkpoint-every") in ("0", "") or args.checkpoint_every == 0:
+        raise UsageError("--checkpoint-every must be positive in a sweep: retries and reruns continue from the "
+                         "trial's checkpoint")
     scripts = []
     for script in dict.fromkeys(args.scripts):
         path = os.path.join(REPO, script)
@@ -260,16 +252,18 @@ def lock_held(run_dir: str) -> str | None:
 
 def run_script(command: list[str], log) -> int:
     """Run the script, its output appended to `log`, and return its exit code; the log's last line
-    says how it ended. The script dies with this process (a parent-death signal). Polls, so that
-    Ray's cancel (a KeyboardInterrupt here) gets through at any moment after the process exists:
-    the script is then stopped with SIGTERM, writes its checkpoint and exits first."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    says how it ended. The script dies with this process (it asks the kernel for a parent-death
+    signal), and runs in a session of its own: a terminal's Ctrl-C reaches this sweep, not the
+    script. Polls, so that Ray's cancel (a KeyboardInterrupt here) gets through at any moment after
+    the process exists: the script is then stopped with SIGTERM, writes its checkpoint, exits first."""
+    # MEDE_DIE_WITH_PARENT: the script asks the kernel to kill it when this process (the Ray worker) dies
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "MEDE_DIE_WITH_PARENT": str(os.getpid())}
     if not ray.get_gpu_ids():
         env["CUDA_VISIBLE_DEVICES"] = ""  # a trial uses no GPU that Ray did not give it
     process = None
     try:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env,
-                                   preexec_fn=parent_death_signal())
+                                   start_new_session=True)  # a terminal's Ctrl-C reaches the sweep, which stops it
         while process.poll() is None:
             time.sleep(1)
         return process.returncode
@@ -298,6 +292,8 @@ def run_trial(trial: Trial, reporter, max_attempts: int) -> dict:
         time.sleep(5)
         raise TrialFailed(f"{trial.name}: its run directory is still in use by {holder}")
     resume = os.path.exists(os.path.join(trial.run_dir, "checkpoint.pt"))
+    if not resume and glob.glob(os.path.join(trial.run_dir, "eval*.json")):  # finished, to be trained longer
+        return {"finished": False, "why": "cannot train it longer: its checkpoint.pt is gone (not retried)"}
     if not resume:  # an attempt that died before its first checkpoint left only TensorBoard events
         shutil.rmtree(trial.run_dir, ignore_errors=True)
     verb, how = ("start" if attempt == 1 else "retry"), ("resuming from its checkpoint" if resume else "from step 0")

@@ -180,17 +180,25 @@ def fixed_point_of(mdp: MDP, backup) -> np.ndarray:
         X = X_new
 
 
-def S_of(mdp: MDP, fp: FixedPoint, z: int, discount: bool = True) -> np.ndarray:
-    """S*_z, the fixed point of Eq. 9: S(s, a) = γ E_s'[-log p(z|s') + log E_a'~π/z exp S(s', a')].
-    discount=False: the appendix's last line, which drops the γ (only its first factor: a
-    recursion without any discount would not converge)."""
-    factor = mdp.gamma if discount else 1.0
-    inner = lambda S: -np.log(fp.p_z_s[z]) + np.log(np.sum(fp.mixture * np.exp(S), 1))  # noqa: E731
-    if discount:
-        return fixed_point_of(mdp, lambda S: factor * mdp.P @ inner(S))
-    # without γ outside, the recursion S = P (-log p + log E exp S) has no fixed point; its
-    # one-step version (S on the right from Eq. 9) is what a reader who drops the γ would compute
-    return mdp.P @ inner(fixed_point_of(mdp, lambda S: mdp.gamma * mdp.P @ inner(S)))
+def S_of(mdp: MDP, fp: FixedPoint, z: int) -> np.ndarray:
+    """S*_z, the fixed point of Eq. 9: S(s, a) = γ E_s'[-log p(z|s') + log E_a'~π/z exp S(s', a')]."""
+    return fixed_point_of(mdp, lambda S: mdp.gamma * mdp.P @ S_inner(fp, z, S))
+
+
+def S_inner(fp: FixedPoint, z: int, S: np.ndarray) -> np.ndarray:
+    """-log p(z|s') + log E_a'~π/z exp S(s', a'), for every s'."""
+    return -np.log(fp.p_z_s[z]) + np.log(np.sum(fp.mixture * np.exp(S), 1))
+
+
+def S_growth_without_gamma(mdp: MDP, fp: FixedPoint, z: int, iterations: int = 100) -> float:
+    """Eq. 9 as appendix A.2's last line writes it, without γ: S <- E_s'[-log p(z|s') + log E exp S].
+    -log p(z|s') > 0 is added at every iteration, undiscounted: there is no fixed point. Returns the
+    growth of max S per iteration over the last half of `iterations`."""
+    S, history = np.zeros_like(mdp.r), []
+    for _ in range(iterations):
+        S = mdp.P @ S_inner(fp, z, S)
+        history.append(S.max())
+    return (history[-1] - history[iterations // 2 - 1]) / (iterations - iterations // 2)
 
 
 def M_of(mdp: MDP, fp: FixedPoint, z: int) -> np.ndarray:
@@ -198,9 +206,9 @@ def M_of(mdp: MDP, fp: FixedPoint, z: int) -> np.ndarray:
     return fixed_point_of(mdp, lambda M: mdp.gamma * mdp.P @ (-np.log(fp.p_z_s[z]) + np.sum(fp.mixture * M, 1)))
 
 
-def theorem2_error(mdp: MDP, fp: FixedPoint, Q_soft: np.ndarray, discount: bool = True) -> float:
+def theorem2_error(mdp: MDP, fp: FixedPoint, Q_soft: np.ndarray) -> float:
     """max |Q*_soft - (Q*_z + S*_z)| over z, s, a."""
-    return float(max(np.max(np.abs(Q_soft - fp.Q[z] - S_of(mdp, fp, z, discount))) for z in range(len(fp.pis))))
+    return float(max(np.max(np.abs(Q_soft - fp.Q[z] - S_of(mdp, fp, z))) for z in range(len(fp.pis))))
 
 
 def theorem3_error(mdp: MDP, fp: FixedPoint) -> float:
@@ -259,7 +267,7 @@ def check_mdp(mdp: MDP, rng: np.random.Generator, num_z: int, starts: int) -> di
     fp = interior["symmetric"]
     row["thm2_uniform_prior"] = theorem2_error(mdp, fp, Q_soft_uniform)
     row["uniform_prior_constant"] = mdp.gamma * np.log(A) / (1 - mdp.gamma)
-    row["thm2_no_gamma"] = theorem2_error(mdp, fp, Q_soft, discount=False)
+    row["no_gamma_growth"] = min(S_growth_without_gamma(mdp, fp, z) for z in range(num_z))
     early = mede_fixed_point(mdp, random_policies(rng, num_z, S, A), max_iterations=3)
     row["thm2_not_converged"], row["not_converged_residual"] = theorem2_error(mdp, early, Q_soft), early.residual
 
@@ -356,22 +364,31 @@ def main(argv=None) -> int:
                    worst(f"thm{number}_reached"))]
         if number == 2:
             off = max(abs(r["thm2_uniform_prior"] - r["uniform_prior_constant"]) for r in rows)
-            lines += [("Theorem 2", "Eq. 9 without its γ (appendix A.2, last line), interior", worst("thm2_no_gamma")),
+            growth = min(r["no_gamma_growth"] for r in rows)
+            lines += [("Theorem 2", "Eq. 9 without its γ (appendix A.2, last line), interior", None,
+                       f"no fixed point: S grows by at least {growth:.3f} per iteration"),
                       ("Theorem 2", "3 iterations from a random start (not a fixed point)", worst("thm2_not_converged")),
                       ("Theorem 2", "Q*_soft with a uniform prior π0 (the text's definition), interior",
                        worst("thm2_uniform_prior"), f"off by the constant γ log|A|/(1-γ) = "
                        f"{rows[0]['uniform_prior_constant']:.4f} (to {off:.0e})")]
     print("| theorem | where, or under which condition | largest absolute error | verdict |\n|---|---|---|---|")
     for theorem, condition, error, *said in lines:
-        print(f"| {theorem} | {condition} | {error:.1e} | {said[0] if said else verdict(error)} |")
+        print(f"| {theorem} | {condition} | {'–' if error is None else f'{error:.1e}'} | "
+              f"{said[0] if said else verdict(error)} |")
     print(f"\nThe MEDE objective summed over z (Eq. 5, exact posterior) equals the mixture's max-ent return minus "
           f"H(Z|s): Σ_z p(z) J(π_z) = Σ_s d̄(s)[E_π/z r + H(π/z(·|s)) - H(Z|s)]/(1-γ), largest error "
           f"{worst('objective_identity'):.1e} (random policies): summed over z, telling z apart by the action at a state earns nothing.")
-    print(f"\nThe fixed points reached: diverse (least diverse pair's symmetric KL, averaged over states, "
-          f"{spread('min_pairwise_kl')}), the state tells z apart (mean max_z p(z|s) {spread('max_p_z_s')}; "
-          f"1/|Z| = {1 / args.num_z:.2g}); {spread('distinct_fixed_points')} distinct ones per MDP (up to a "
-          f"permutation of z): not unique. Their mixture is not π*_soft: max_s KL(π/z || π*_soft) "
-          f"{spread('mixture_vs_soft_kl')}, Q*_soft - Q_/z up to {spread('soft_minus_mixture_q')}.")
+    reached = [r for r in rows if "min_pairwise_kl" in r]
+    diverse = sum(r["min_pairwise_kl"] > 1e-3 for r in reached)
+    separate = sum(r["max_p_z_s"] > 1 / args.num_z + 0.05 for r in reached)
+    several = sum(r["distinct_fixed_points"] > 1 for r in reached)
+    print(f"\nThe fixed points reached (in {len(reached)} MDPs): diverse in {diverse} (the least diverse pair's "
+          f"symmetric KL, averaged over states, {spread('min_pairwise_kl')}); the state tells z apart in {separate} "
+          f"(mean max_z p(z|s) {spread('max_p_z_s')}, against 1/|Z| = {1 / args.num_z:.2g}); more than one "
+          f"fixed point (up to a permutation of z) from {args.starts} starts in {several} "
+          f"({spread('distinct_fixed_points')} per MDP). Their mixture against π*_soft: max_s KL(π/z || π*_soft) "
+          f"{spread('mixture_vs_soft_kl')}; Q*_soft - Q_/z (>= 0: Q*_soft is the best soft Q of any policy) up to "
+          f"{spread('soft_minus_mixture_q')}.")
     b = check_bandit([0.0, 1.0, -0.5, 0.3], num_z=2, gamma=args.gamma)
     print(f"\nHand-solvable bandit (one state, r = 0, 1, -0.5, 0.3, |Z| = 2): |V*_soft - closed form| {b['V_soft']:.1e}, "
           f"|π*_soft - softmax(r)| {b['pi_soft']:.1e}; a diverse split of softmax(r) (symmetric KL {b['split_kl']:.2f}) "

@@ -70,7 +70,7 @@ def test_the_marked_blocks_cover_what_the_scripts_share():
 
 
 @pytest.mark.parametrize("edit", [
-    ("        return x.float()", "        return x.double()"),  # a changed line
+    ("                x = torch.relu(torch.baddbmm(bias, x, weight))", "                x = torch.relu(torch.baddbmm(bias, weight, x))"),  # a changed line
     ("    real_next_obs = next_obs.copy()\n", ""),  # a deleted line
 ])
 def test_an_edited_copy_fails_the_check(tmp_path, edit):

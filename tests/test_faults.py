@@ -131,6 +131,33 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_one_and_stops_in_one_lin
     assert not (run_dir / "eval.json").exists()
 
 
+def test_a_write_the_file_system_refuses_keeps_the_last_checkpoint_and_stops_in_one_line(tmp_path):
+    """Not a mock: RLIMIT_FSIZE makes the kernel refuse to grow any file past a size, as a full disk
+    refuses to grow it; the checkpoint at step 1000 is larger than the one at 200 (its buffer grew)."""
+    import resource
+    script = os.path.join(ROOT, "sac_continuous.py")
+    flags = [*SMALL, "--hidden-dim", "64", "--run-dir", "run"]
+    first = subprocess.run([sys.executable, script, *flags, "--total-timesteps", "200", "--checkpoint-every", "200"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    limit = checkpoint.stat().st_size + 2000
+
+    def file_size_limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+
+    done = subprocess.run([sys.executable, script, "--resume", "run", "--total-timesteps", "2000",
+                           "--checkpoint-every", "1000"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          preexec_fn=file_size_limit)
+    assert done.returncode == run_utils.FAILED, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if "error" in line]
+    assert line.startswith("sac_continuous.py: error: cannot write the checkpoint at step 1000 (File too large)")
+    assert "the last checkpoint (step 200) is intact" in line and "Traceback" not in done.stderr
+    assert torch.load(checkpoint, weights_only=False)["global_step"] == 200
+    assert not [p.name for p in checkpoint.parent.iterdir() if p.name.endswith(".tmp")]
+
+
 # ------------------------------------------------------- a resumed run does not hold the old file
 def test_a_resumed_run_does_not_keep_the_replaced_checkpoint_mapped(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -219,10 +246,11 @@ def test_ctrl_c_of_the_sweep_checkpoints_every_trial_and_a_rerun_resumes_them_al
     directory = tmp_path / "s"
     command = [sys.executable, "sweep.py", "--scripts", "sac_continuous.py", *GRID, "--seeds", "1", "2",
                "--dir", str(directory), "--", *TINY, "--total-timesteps", "4000"]
-    sweep = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sweep = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)  # a process group of its own, as a terminal gives a job
     try:
         wait_for(lambda: len(list(directory.glob("sac_continuous__*/checkpoint.pt"))) == 2, "two checkpoints")
-        sweep.send_signal(signal.SIGINT)
+        os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
         stdout, stderr = sweep.communicate(timeout=120)
     finally:
         sweep.kill()

@@ -416,15 +416,18 @@ def test_evaluation_records_each_episodes_displacement_and_heading_on_multidirec
             env = gym.make("MultiDirectionAnt-v0")
             env.reset(seed=next(seeds))
             start = env.unwrapped.get_body_com("torso")[:2].copy()
-            done, steps = False, 0
+            done, steps, travelled, last = False, 0, 0.0, start
             while not done:
                 _, _, terminated, truncated, _ = env.step((constant * (1 - 2 * k)).numpy())
                 done, steps = terminated or truncated, steps + 1
+                here = env.unwrapped.get_body_com("torso")[:2].copy()
+                travelled, last = travelled + np.linalg.norm(here - last), here
             end = env.unwrapped.get_body_com("torso")[:2]
             np.testing.assert_allclose(entry["displacements"][e], end - start, atol=1e-9)
             dx, dy = end - start
             assert entry["headings"][e] == pytest.approx(np.degrees(np.arctan2(dy, dx)))
             assert entry["speeds"][e] == pytest.approx(np.hypot(dx, dy) / (steps * 0.05))  # Ant: 5 frames of 0.01 s
+            assert entry["path_speeds"][e] == pytest.approx(travelled / (steps * 0.05))  # the distance along the path
             if e == 0:
                 assert len(entry["path"]) == steps // 10 + 2 and entry["path"][-1] == pytest.approx(list(end))
     assert -180 <= per_z[0]["mean_heading"] <= 180
@@ -528,10 +531,7 @@ def test_the_readmes_rollout_of_a_saved_model_works_on_what_env_reset_returns(tm
     monkeypatch.chdir(tmp_path)
     SCRIPTS[name].main(make_args(name, total_timesteps=200, save_model=True, **kwargs))
     (model,) = only_run(tmp_path).glob("*.pt")
-    if name == "sac":
-        agent = sac.SAC(**torch.load(model, weights_only=False)["dims"], args=make_args(name), device=torch.device("cpu"))
-    else:
-        agent, _ = SCRIPTS[name].load_model(str(model))
+    agent, _ = SCRIPTS[name].load_model(str(model))
     import gymnasium as gym
     env = gym.make("MultiGoal-v0")
     obs, _ = env.reset(seed=0)
