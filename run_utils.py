@@ -31,6 +31,7 @@ import socket
 import sys
 import tempfile
 import time
+import weakref
 from collections import deque
 
 import gymnasium as gym
@@ -597,7 +598,7 @@ class Run:
         if args.resume:
             args.resume = checkpoint_path(args.resume)
             self.dir = os.path.dirname(os.path.abspath(args.resume))
-            self.lock = lock_run_directory(self.dir)  # before reading: the checkpoint is ours now
+            self.lock_directory()  # before reading: the checkpoint is ours now
         else:
             self.dir = self.new_run_directory(args)  # made in `start`, once the environment exists
         self.device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
@@ -624,11 +625,15 @@ class Run:
         self.defer_signals, self.exiting, self.handlers = True, False, {}
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)  # set by a NaN loss, read when logging
 
+    def lock_directory(self) -> None:
+        """The run directory's lock, held until `release_lock`, until this Run is garbage (an error
+        in a caller that runs several scripts' `main` in one process), or until the process ends."""
+        self.lock = weakref.finalize(self, os.close, lock_run_directory(self.dir))
+
     def release_lock(self) -> None:
-        """Let go of the run directory (the kernel also does when the process ends)."""
+        """Let go of the run directory."""
         if self.lock is not None:
-            os.close(self.lock)
-            self.lock = None
+            self.lock()
 
     @staticmethod
     def new_run_directory(args) -> str:
@@ -660,7 +665,7 @@ class Run:
                     break
             else:
                 raise RunFailed(f"cannot create a run directory {stem}.N")
-        self.lock = lock_run_directory(self.dir)
+        self.lock_directory()
         if os.path.exists(os.path.join(self.dir, "checkpoint.pt")):  # another process was faster
             raise UsageError(f"{self.dir} already holds a run; continue it with --resume {self.dir}")
         self.name = os.path.basename(self.dir)

@@ -286,3 +286,22 @@ def test_a_sweeps_total_timesteps_extends_its_finished_trials(tmp_path):
     assert json.loads((run_dir / "eval.json").read_text())["global_step"] == 500
     assert json.loads((run_dir / "eval.step300.json").read_text())["global_step"] == 300
     assert "resuming from its checkpoint" in longer.stdout
+
+
+def test_the_lock_of_a_run_that_failed_before_training_is_let_go_in_the_same_process(tmp_path, monkeypatch):
+    """A notebook or a test calls main() again after an error raised between Run() and training."""
+    import gc
+    monkeypatch.chdir(tmp_path)
+    sac.main(args_of(sac, "--total-timesteps", "200", "--checkpoint-every", "200", "--run-dir", "run"))
+
+    def broken_envs(env_id, num_envs):
+        raise RuntimeError("the environment broke")
+
+    monkeypatch.setattr(sac, "make_envs", broken_envs)
+    with pytest.raises(RuntimeError):
+        sac.main(run_utils.parse_args(sac.Args, sac.__file__, ["--resume", "run", "--total-timesteps", "300"]))
+    monkeypatch.undo()
+    gc.collect()  # the failed run's Run is garbage: its lock goes with it
+    monkeypatch.chdir(tmp_path)
+    result = sac.main(run_utils.parse_args(sac.Args, sac.__file__, ["--resume", "run", "--total-timesteps", "300"]))
+    assert result["global_step"] == 300
