@@ -5,6 +5,7 @@ scripts, or of your copies of them (`cp mede_continuous.py my_mede.py`).
     python plot.py fig2 --runs 'runs/*__mede_continuous__*' --runs 'runs/*__my_mede__*'
     python plot.py table1 'runs/*/eval*.json'
     python plot.py goals RUN/my_mede.pt
+    python plot.py goal-table 'runs/*/eval*.json'
     python plot.py goals-over-training RUN_DIR
     python plot.py ant 'runs/MultiDirectionAnt-v0__*'
     python plot.py ant-training --runs RUN_DIR
@@ -18,6 +19,7 @@ fig2                 Mean ± std over seeds of log q(z|s,a) and log q(z|s) of th
 table1               Average and max return, mean ± std over seeds, from eval.json files. Runs whose
                      settings differ are never pooled: a row per script, experiment name and setting.
 goals                How often each policy of a Multigoal model file reaches each goal.
+goal-table           Multigoal: the distinct goals of each run's z, per seed, and on how many seeds all goals.
 goals-over-training  Multigoal: for every z, the goals its held-out episodes reached, over training.
 ant                  M. Ant: every z's torso path, one panel per run (rows: seeds; columns: experiments),
                      all on the same axes in metres, with each z's heading and net speed.
@@ -321,30 +323,43 @@ def figure1(args) -> str:
 
 
 def goal_counts(args) -> str:
-    """How often each policy reaches each goal over `--episodes` episodes (stochastic by default)."""
+    """How often each policy reaches each goal over `--episodes` episodes (stochastic by default),
+    and, for a model with discriminators, how surely each tells that policy's z from its states and
+    actions: the mean of q(z|s) and of q(z|s,a) of the true z along its episodes."""
     agent, model_args, _ = load_agent(args.model)
     env_id = model_args.env_id
-    env = multigoal(env_id)
-    names = env.goal_names
+    names = multigoal(env_id).goal_names
+    discriminating = latent(model_args) and hasattr(agent, "disc_s") and hasattr(agent, "disc_sa")
     policies = ({f"z = {z}": z for z in range(model_args.num_z)} if latent(model_args)
                 else {model_args.exp_name: 0})
     import gymnasium as gym
 
     torch.manual_seed(args.seed)  # the policies' action noise
     kind = "deterministic" if args.deterministic else "stochastic"
+    columns = [*names, "none", *(["mean q(z\\|s)", "mean q(z\\|s,a)"] if discriminating else [])]
     lines = [f"{args.model}: goals reached in {args.episodes} {kind} episodes per policy",
-             "| policy | " + " | ".join(names) + " | none |", "|---|" + "---|" * (len(names) + 1)]
+             "| policy | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     env = gym.make(env_id)
     for label, z in policies.items():
-        counts = [0] * (len(names) + 1)
+        counts, states, actions = [0] * (len(names) + 1), [], []
         for episode in range(args.episodes):
             obs, _ = env.reset(seed=args.seed + episode)
             done, goal = False, -1
             while not done:
-                obs, _, terminated, truncated, info = env.step(agent.policy(obs, z, args.deterministic))
+                action = agent.policy(obs, z, args.deterministic)
+                states.append(obs)
+                actions.append(action)
+                obs, _, terminated, truncated, info = env.step(action)
                 done, goal = terminated or truncated, info["goal_index"]
             counts[goal] += 1  # goal -1 (none) is the last column
-        lines.append(f"| {label} | " + " | ".join(str(c) for c in counts) + " |")
+        cells = [str(c) for c in counts]
+        if discriminating:
+            s, a = torch.as_tensor(np.array(states), dtype=torch.float32), torch.as_tensor(np.array(actions))
+            true_z = torch.full((len(s),), z)
+            with torch.no_grad():
+                cells += [f"{agent.disc_s.log_prob(s, true_z).exp().mean():.2f}",
+                          f"{agent.disc_sa.log_prob(torch.cat([s, a], -1), true_z).exp().mean():.2f}"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     env.close()
     print("\n".join(lines))
     return "the table above"
@@ -411,9 +426,13 @@ def figure2(args) -> str:
 
 
 # ------------------------------------------------------------------------------------- Table 1
-def table1(args) -> str:
+def evaluations_by_row(patterns: list[str]) -> dict:
+    """The latest eval.json of every run directory among `patterns`, grouped into Table 1's rows:
+    {(env, label, |Z|, steps, script): [results]}. Runs whose settings differ are never pooled: the
+    label names the algorithm, the experiment (and the script of a copy), and every flag whose value
+    differs between runs of one env and algorithm."""
     latest = {}  # one result per run directory: its latest evaluation (deterministic at a tie)
-    for path in expand(args.eval_files):
+    for path in expand(patterns):
         result = read_json(path)
         if not all(key in result for key in ("env_id", "num_z", "avg", "max", "global_step", "seed")):
             raise PlotError(f"{path} is not an eval.json written by the scripts")
@@ -447,9 +466,14 @@ def table1(args) -> str:
             name += (" (separate)" if result.get("separate_networks") else "") + \
                     (f" β = {result['disc_coef']:g}" if result.get("disc_coef", 1.0) != 1.0 else "")
         rows[result["env_id"], name, result["num_z"], result["global_step"], script].append(result)
+    return dict(sorted(rows.items(), key=lambda row: tuple(map(str, row[0]))))
+
+
+def table1(args) -> str:
+    rows = evaluations_by_row(args.eval_files)
     header = ["env", "algorithm", "|Z|", "seeds", "steps", "avg mean", "avg std", "max mean", "max std"]
     table = []
-    for (env_id, name, num_z, steps, _), group in sorted(rows.items(), key=lambda row: tuple(map(str, row[0]))):
+    for (env_id, name, num_z, steps, _), group in rows.items():
         avg, best = np.array([r["avg"] for r in group]), np.array([r["max"] for r in group])
         table.append([env_id, name, num_z, seeds_label(group), steps, avg.mean(), avg.std(), best.mean(), best.std()])
     markdown = ["| env | algorithm | \\|Z\\| | seeds | steps | average | max |", "|---|---|---|---|---|---|---|"]
@@ -465,6 +489,32 @@ def table1(args) -> str:
     return f"{out}.md and {out}.csv"
 
 
+def goal_table(args) -> str:
+    """Figure 1's robustness: for every row (as in Table 1), the number of distinct goals its z reach
+    (each z's most common goal over its deterministic evaluation episodes), per seed."""
+    rows = evaluations_by_row(args.eval_files)
+    seeds = sorted({r["seed"] for group in rows.values() for r in group})
+    markdown = ["| env | algorithm | \\|Z\\| | steps | " + " | ".join(f"seed {s}" for s in seeds) + " | all goals on |",
+                "|---|---|---|---|" + "---|" * (len(seeds) + 1)]
+    for (env_id, name, num_z, steps, _), group in rows.items():
+        if "distinct_goals" not in group[0]:
+            raise PlotError(f"{group[0]['dir']} is not a Multigoal run (its eval.json has no goals)")
+        goals = len(group[0]["goal_names"]) if "goal_names" in group[0] else None
+        by_seed = defaultdict(list)
+        for r in group:
+            by_seed[r["seed"]].append(r["distinct_goals"])
+        cells = [",".join(map(str, by_seed[s])) if s in by_seed else "" for s in seeds]
+        every = min(num_z, goals) if goals else num_z  # all goals the z can take
+        hits = sum(r["distinct_goals"] >= every for r in group)
+        markdown.append(f"| {env_id} | {name} | {num_z} | {steps} | " + " | ".join(cells) + f" | {hits} of {len(group)} |")
+    text = "\n".join(markdown) + "\n"
+    print(text, end="")
+    out = os.path.expanduser(args.out)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    write_atomically(f"{out}.md", lambda f: f.write(text))
+    return f"{out}.md"
+
+
 # ----------------------------------------------------------------------- goals over training
 def goals_over_training(args) -> str:
     """For every z, the fraction of its held-out episodes that ended at each goal, against the step."""
@@ -474,10 +524,15 @@ def goals_over_training(args) -> str:
     names = multigoal(run["env_id"]).goal_names
     fig, axes = plt.subplots(run["num_z"], 1, figsize=(9, 1.8 * run["num_z"] + 0.8), sharex=True, squeeze=False)
     why = why_no_measure(run)
+    print(f"{run['dir']}: the goal most of each z's held-out episodes reached, at every measure ('-': none)")
     for z, ax in enumerate(axes[:, 0]):
         curves = [read_scalars(run["dir"], f"measure/goal_fraction/z{z}/goal{g}", why) for g in range(len(names))]
         none = read_scalars(run["dir"], f"measure/goal_fraction/z{z}/none", why)
         steps = curves[0][0]
+        fractions = np.stack([values for _, values in curves] + [none[1]])  # [goals + 1, steps]
+        if z == 0:
+            print(f"steps {steps[0]}, {steps[1] if len(steps) > 1 else ''}, ... {steps[-1]}")
+        print(f"z = {z}: " + " ".join(([*names, "-"])[i] for i in fractions.argmax(0)))
         ax.stackplot(steps, *[values for _, values in curves], none[1],
                      colors=[GOAL_COLOURS[g % len(GOAL_COLOURS)] for g in range(len(names))] + ["lightgray"],
                      labels=[*names, "none"], alpha=0.85)
@@ -673,6 +728,10 @@ def parse_args(argv=None):
     p3 = sub.add_parser("table1", help="average and max return (from eval.json files)", formatter_class=defaults)
     p3.add_argument("eval_files", nargs="+", help="eval.json files (quoted patterns are expanded)")
     p3.add_argument("--out", default="plots/table1", help="output path without extension (.md and .csv)")
+    p8 = sub.add_parser("goal-table", help="Multigoal: distinct goals per seed, a row per experiment (from eval.json)",
+                        formatter_class=defaults)
+    p8.add_argument("eval_files", nargs="+", help="eval.json files of Multigoal runs (quoted patterns are expanded)")
+    p8.add_argument("--out", default="plots/goal_table", help="output path without extension (.md)")
     p5 = sub.add_parser("goals", help="how often each Multigoal policy reaches each goal (from a --save-model file)",
                         formatter_class=defaults)
     p5.add_argument("model", help="model file of a run on a Multigoal env, of any of the scripts or a copy")
@@ -702,7 +761,8 @@ def parse_args(argv=None):
 def main(argv=None) -> str:
     args = parse_args(argv)
     return {"fig1": figure1, "fig2": figure2, "table1": table1, "ant": figure_ant, "goals": goal_counts,
-            "goals-over-training": goals_over_training, "ant-training": figure_ant_training}[args.command](args)
+            "goals-over-training": goals_over_training, "goal-table": goal_table,
+            "ant-training": figure_ant_training}[args.command](args)
 
 
 if __name__ == "__main__":

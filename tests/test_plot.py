@@ -369,3 +369,17 @@ def test_a_copied_script_is_trained_extended_plotted_under_its_own_label_and_rol
     obs, _ = env.reset(seed=0)
     for _ in range(30):
         obs, reward, terminated, truncated, info = env.step(agent.policy(obs, z=2))
+
+
+def test_goal_table_counts_distinct_goals_per_seed_and_the_seeds_with_every_goal(tmp_path):
+    config = {"env_id": "MultiGoal-v0", "num_z": 4, "disc_grad": True}
+    for seed, goals in zip((1, 2, 3), (4, 3, 4)):
+        write_eval(tmp_path / f"m{seed}/eval.json", "MEDE", 4, 1.0, 1.0, seed, config=config, distinct_goals=goals,
+                   goal_names=["E", "W", "N", "S"], script="mede_continuous", exp_name="mede_continuous")
+    write_eval(tmp_path / "n1/eval.json", "MEDE", 4, 1.0, 1.0, 1, config={**config, "disc_grad": False},
+               distinct_goals=2, goal_names=["E", "W", "N", "S"], script="mede_continuous", exp_name="mede_continuous")
+    plot.main(["goal-table", str(tmp_path / "*/eval.json"), "--out", str(tmp_path / "g")])
+    text = (tmp_path / "g.md").read_text()
+    assert "| seed 1 | seed 2 | seed 3 | all goals on |" in text
+    assert "| MEDE, disc_grad=True | 4 | 1000 | 4 | 3 | 4 | 2 of 3 |" in text
+    assert "| MEDE, disc_grad=False | 4 | 1000 | 2 |  |  | 0 of 1 |" in text
