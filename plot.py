@@ -695,10 +695,19 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+class ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's --help shows its default, unless its help already says it or there is none."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parse_args(argv=None):
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    defaults = argparse.ArgumentDefaultsHelpFormatter  # every option's --help shows its default
+    defaults = ShowDefaults
     p1 = sub.add_parser("fig1", help="Multigoal paths and Q contours (from --save-model files)", formatter_class=defaults)
     p1.add_argument("--sac", required=True, help="model file of a one-policy run (sac_continuous.py or a copy) on a "
                     "Multigoal env")
