@@ -367,8 +367,12 @@ def goal_counts(args) -> str:
 
 # ------------------------------------------------------------------------------------ Figure 2
 def read_scalars(run_dir: str, tag: str, why_missing: str = ""):
+    import logging
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    # A resumed run's log hides what the interrupted run logged after its checkpoint (purge_step);
+    # TensorBoard's warning about it ("... a TensorFlow restart") is expected here, not news.
+    logging.getLogger("tensorboard").setLevel(logging.ERROR)
     events = EventAccumulator(run_dir, size_guidance={"scalars": 0}).Reload()
     if tag not in events.Tags()["scalars"]:
         raise PlotError(f"{run_dir} has no '{tag}' in its TensorBoard log{why_missing}")
