@@ -58,6 +58,13 @@ MEASURES = {"held-out": ("measure", "held-out transitions"), "replay": ("charts"
 # Flags that say where and how a run was made, not what it learns: Table 1 does not tell runs apart by them
 # (--bf16 is what was asked; the precision the run actually trained in is what counts, and is compared).
 OUR_SCRIPTS = ("sac_continuous", "mede_continuous", "diayn_continuous")
+LEGACY_SCRIPTS = {"SAC": "sac_continuous", "MEDE": "mede_continuous", "DIAYN": "diayn_continuous"}
+
+
+def experiment(result: dict) -> tuple[str, str]:
+    """(script, experiment name) of an eval.json; one from before 2026-12 records neither: its algorithm's script."""
+    script = result.get("script") or LEGACY_SCRIPTS.get(result.get("algorithm"), result.get("algorithm", "?"))
+    return script, result.get("exp_name") or script
 BOOKKEEPING = {"bf16", "seed", "exp_name", "run_dir", "resume", "threads", "checkpoint_every", "track", "wandb_project_name",
                "wandb_entity", "capture_video", "save_model", "cuda", "measure_every", "measure_steps",
                "torch_deterministic"}
@@ -452,12 +459,18 @@ def evaluations_by_row(patterns: list[str]) -> dict:
     differing = {}  # per env and algorithm: the flags whose values differ between its runs
     for result, setting in zip(results, settings):
         family = (result["env_id"], result.get("algorithm"))
-        others = [t for r, t in zip(results, settings) if (r["env_id"], r.get("algorithm")) == family]
+        others = [t for r, t in zip(results, settings) if (r["env_id"], r.get("algorithm")) == family and t]
         differing[family] = sorted({name for t in others for name in t if len({repr(u.get(name)) for u in others}) > 1}
                                    - {"env_id", "num_z", "total_timesteps"})  # those have their own columns
+    unrecorded = [result["dir"] for result, setting in zip(results, settings) if not setting]
+    if unrecorded:
+        print(f"note: {len(unrecorded)} eval.json file(s) from before 2026-12 record no settings; they are grouped by "
+              f"algorithm, |Z|, separate networks and β only: {', '.join(sorted(unrecorded))}", file=sys.stderr)
     rows = defaultdict(list)
     for result, setting in zip(results, settings):
         name, script, exp_name = result.get("algorithm", "?"), result.get("script"), result.get("exp_name")
+        if not setting and script is None:  # from before 2026-12: the script of its algorithm
+            script = experiment(result)[0]
         named = [exp_name] if exp_name and exp_name != script else []
         if script and script not in OUR_SCRIPTS:  # a copy: its script's name, always
             named.append(f"{script}.py" if named else script)
@@ -561,14 +574,14 @@ def figure_ant(args) -> str:
             raise PlotError(f"{run_dir} holds no eval.json (the run has not finished)")
         if "path" not in result["per_z"][0]:
             raise PlotError(f"the eval.json of {run_dir} has no torso paths (only MultiDirectionAnt-v0 runs record them)")
-        key = (result["seed"], result.get("script", result["algorithm"]), result.get("exp_name", result["algorithm"]))
+        key = (result["seed"], *experiment(result))
         if key in panels:
             raise PlotError(f"{panels[key]} and {run_dir} are both seed {key[0]} of {key[2]}: give one of them")
         panels[key] = run_dir
         evaluations.append(result)
-    columns = list(dict.fromkeys((r.get("script", r["algorithm"]), r.get("exp_name", r["algorithm"])) for r in evaluations))
+    columns = list(dict.fromkeys(experiment(r) for r in evaluations))
     seeds = sorted({r["seed"] for r in evaluations})
-    panel = {(r["seed"], (r.get("script", r["algorithm"]), r.get("exp_name", r["algorithm"]))): r for r in evaluations}
+    panel = {(r["seed"], experiment(r)): r for r in evaluations}
     reach = max(1.0, *(np.abs(np.asarray(e["path"])).max() for r in evaluations for e in r["per_z"]))
     fig, axes = plt.subplots(len(seeds), len(columns), figsize=(5 * len(columns), 5.2 * len(seeds)), squeeze=False)
     for row, seed in enumerate(seeds):

@@ -155,6 +155,18 @@ def test_table1_keeps_apart_runs_that_differ_only_in_alpha_and_copies_of_a_scrip
     assert "seed 1 twice" in capsys.readouterr().err
 
 
+def test_table1_pools_an_eval_without_settings_by_what_it_recorded_and_says_so(tmp_path, capsys):
+    """A run evaluated before 2026-12 (no config, no script) and a later one of the same algorithm:
+    one row, not one row per flag that only the later one records, and a note naming the old file."""
+    write_eval(tmp_path / "old/eval.json", "SAC", 1, 100.0, 100.0, 1)
+    write_eval(tmp_path / "new/eval.json", "SAC", 1, 300.0, 300.0, 2, script="sac_continuous",
+               exp_name="sac_continuous", config={"env_id": "Hopper-v4", "alpha": 0.2, "hidden_dim": 128, "seed": 2})
+    plot.main(["table1", str(tmp_path / "*/eval.json"), "--out", str(tmp_path / "t")])
+    markdown = open(tmp_path / "t.md").read()
+    assert "| Hopper-v4 | SAC | 1 | 2 seeds | 1000 | 200.0 ± 100.0 |  |" in markdown and markdown.count("| SAC") == 1
+    assert "record no settings" in capsys.readouterr().err
+
+
 def test_table1_takes_each_runs_latest_evaluation_whatever_the_order(tmp_path):
     write_eval(tmp_path / "r/eval.step1000.json", "MEDE", 4, 1.0, 1.0, 1)
     later = json.loads((tmp_path / "r/eval.step1000.json").read_text())
