@@ -19,7 +19,8 @@ fig2                 Mean ± std over seeds of log q(z|s,a) and log q(z|s) of th
 table1               Average and max return, mean ± std over seeds, from eval.json files. Runs whose
                      settings differ are never pooled: a row per script, experiment name and setting.
 goals                How often each policy of a Multigoal model file reaches each goal.
-goal-table           Multigoal: the distinct goals of each run's z, per seed, and on how many seeds all goals.
+goal-table           Multigoal: the distinct goals of each run's z, per seed, and on how many seeds all goals;
+                     below, each run's held-out log q(z|s,a) and log q(z|s) at its evaluation's step.
 goals-over-training  Multigoal: for every z, the goals its held-out episodes reached, over training.
 ant                  M. Ant: every z's torso path, one panel per run (rows: seeds; columns: experiments),
                      all on the same axes in metres, with each z's heading and net speed.
@@ -506,13 +507,29 @@ def table1(args) -> str:
     return f"{out}.md and {out}.csv"
 
 
+def measure_at(run_dir: str, tag: str, step: int):
+    """A held-out measure's last value at or before `step` in a run's TensorBoard log (a run extended
+    later has measures past its earlier evaluations), or None if it has none."""
+    try:
+        steps, values = read_scalars(run_dir, f"measure/{tag}")
+    except PlotError:
+        return None
+    return values[steps <= step][-1] if (steps <= step).any() else None
+
+
 def goal_table(args) -> str:
     """Figure 1's robustness: for every row (as in Table 1), the number of distinct goals its z reach
-    (each z's most common goal over its deterministic evaluation episodes), per seed."""
+    (each z's most common goal over its deterministic evaluation episodes), per seed; below, each
+    run's held-out measure (log q(z|s,a), log q(z|s) of the true z) at that evaluation's step, when
+    its TensorBoard log has one."""
     rows = evaluations_by_row(args.eval_files)
     seeds = sorted({r["seed"] for group in rows.values() for r in group})
     markdown = ["| env | algorithm | \\|Z\\| | steps | " + " | ".join(f"seed {s}" for s in seeds) + " | all goals on |",
                 "|---|---|---|---|" + "---|" * (len(seeds) + 1)]
+    measured = ["", "The held-out measure at each run's evaluation step (chance: log 1/|Z|; bound: 0):", "",
+                "| env | algorithm | \\|Z\\| | steps | measure | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
+                "|---|---|---|---|---|" + "---|" * (len(seeds) + 1)]
+    any_measured = False
     for (env_id, name, num_z, steps, _), group in rows.items():
         if "distinct_goals" not in group[0]:
             raise PlotError(f"{group[0]['dir']} is not a Multigoal run (its eval.json has no goals)")
@@ -524,7 +541,19 @@ def goal_table(args) -> str:
         every = min(num_z, goals) if goals else num_z  # all goals the z can take
         hits = sum(r["distinct_goals"] >= every for r in group)
         markdown.append(f"| {env_id} | {name} | {num_z} | {steps} | " + " | ".join(cells) + f" | {hits} of {len(group)} |")
-    text = "\n".join(markdown) + "\n"
+        for tag, label in (("log_q_z_given_sa", "log q(z\\|s,a)"), ("log_q_z_given_s", "log q(z\\|s)")):
+            values = defaultdict(list)
+            for r in group:
+                value = measure_at(r["dir"], tag, r["global_step"])
+                if value is not None:
+                    values[r["seed"]].append(value)
+            if values:
+                any_measured = True
+                every_value = [v for vs in values.values() for v in vs]
+                cells = [",".join(f"{v:.2f}" for v in values[s]) if s in values else "" for s in seeds]
+                measured.append(f"| {env_id} | {name} | {num_z} | {steps} | {label} | " + " | ".join(cells)
+                                + f" | {np.mean(every_value):.2f} |")
+    text = "\n".join(markdown + (measured if any_measured else [])) + "\n"
     print(text, end="")
     out = os.path.expanduser(args.out)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -754,7 +783,8 @@ def parse_args(argv=None):
     p3 = sub.add_parser("table1", help="average and max return (from eval.json files)", formatter_class=defaults)
     p3.add_argument("eval_files", nargs="+", help="eval.json files (quoted patterns are expanded)")
     p3.add_argument("--out", default="plots/table1", help="output path without extension (.md and .csv)")
-    p8 = sub.add_parser("goal-table", help="Multigoal: distinct goals per seed, a row per experiment (from eval.json)",
+    p8 = sub.add_parser("goal-table", help="Multigoal: distinct goals per seed, a row per experiment (from eval.json), "
+                                           "and each run's held-out measure",
                         formatter_class=defaults)
     p8.add_argument("eval_files", nargs="+", help="eval.json files of Multigoal runs (quoted patterns are expanded)")
     p8.add_argument("--out", default="plots/goal_table", help="output path without extension (.md)")

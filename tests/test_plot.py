@@ -395,3 +395,22 @@ def test_goal_table_counts_distinct_goals_per_seed_and_the_seeds_with_every_goal
     assert "| seed 1 | seed 2 | seed 3 | all goals on |" in text
     assert "| MEDE, disc_grad=True | 4 | 1000 | 4 | 3 | 4 | 2 of 3 |" in text
     assert "| MEDE, disc_grad=False | 4 | 1000 | 2 |  |  | 0 of 1 |" in text
+    assert "held-out" not in text  # no run has a TensorBoard log: no measure table
+
+
+def test_goal_table_gives_the_held_out_measure_at_each_evaluations_step(tmp_path):
+    """A run extended after its evaluation has measures past it: the table takes the one at the
+    evaluation's step, and leaves a run without a log empty."""
+    config = {"env_id": "MultiGoal-v0", "num_z": 4}
+    for seed in (1, 2):
+        write_eval(tmp_path / f"m{seed}/eval.json", "MEDE", 4, 1.0, 1.0, seed, config=config, distinct_goals=4,
+                   goal_names=["E", "W", "N", "S"], script="mede_continuous", exp_name="mede_continuous")
+    writer = SummaryWriter(str(tmp_path / "m1"))
+    for step, value in ((500, -1.0), (1000, -0.25), (2000, -0.05)):  # evaluated at 1000, extended to 2000
+        writer.add_scalar("measure/log_q_z_given_sa", value, step)
+        writer.add_scalar("measure/log_q_z_given_s", value - 0.5, step)
+    writer.close()
+    plot.main(["goal-table", str(tmp_path / "*/eval.json"), "--out", str(tmp_path / "g")])
+    text = (tmp_path / "g.md").read_text()
+    assert "| MEDE | 4 | 1000 | log q(z\\|s,a) | -0.25 |  | -0.25 |" in text
+    assert "| MEDE | 4 | 1000 | log q(z\\|s) | -0.75 |  | -0.75 |" in text
