@@ -56,19 +56,20 @@ SERIES_COLOURS = ["tab:blue", "tab:red", "tab:orange", "tab:green", "tab:purple"
 GOAL_COLOURS = ["tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown"]
 STATE_COLOURS = ["gold", "hotpink", "saddlebrown"]  # the paper's yellow, pink and brown dots
 MEASURES = {"held-out": ("measure", "held-out transitions"), "replay": ("charts", "replay batches")}
-# Flags that say where and how a run was made, not what it learns: Table 1 does not tell runs apart by them
-# (--bf16 is what was asked; the precision the run actually trained in is what counts, and is compared).
 OUR_SCRIPTS = ("sac_continuous", "mede_continuous", "diayn_continuous")
 LEGACY_SCRIPTS = {"SAC": "sac_continuous", "MEDE": "mede_continuous", "DIAYN": "diayn_continuous"}
+
+# Flags that say where and how a run was made, not what it learns: Table 1 does not tell runs apart by them
+# (--bf16 is what was asked; the precision the run actually trained in is what counts, and is compared).
+BOOKKEEPING = {"bf16", "seed", "exp_name", "run_dir", "resume", "threads", "checkpoint_every", "track", "wandb_project_name",
+               "wandb_entity", "capture_video", "save_model", "cuda", "measure_every", "measure_steps",
+               "torch_deterministic"}
 
 
 def experiment(result: dict) -> tuple[str, str]:
     """(script, experiment name) of an eval.json; one from before 2026-12 records neither: its algorithm's script."""
     script = result.get("script") or LEGACY_SCRIPTS.get(result.get("algorithm"), result.get("algorithm", "?"))
     return script, result.get("exp_name") or script
-BOOKKEEPING = {"bf16", "seed", "exp_name", "run_dir", "resume", "threads", "checkpoint_every", "track", "wandb_project_name",
-               "wandb_entity", "capture_video", "save_model", "cuda", "measure_every", "measure_steps",
-               "torch_deterministic"}
 
 
 class PlotError(Exception):
