@@ -39,10 +39,11 @@ with the Ray worker that started it (a parent-death signal), so a retry never me
 directory has one writer at a time (its lock). Each line the sweep prints says why a trial ended.
 
 Resume by rerunning: the same command again skips the trials that have their eval.json (no task
-is started for them) and continues the others from their checkpoints, after a Ctrl-C (the
-running trials write a checkpoint before they stop), a crash of this process or trials that
-failed for good. A trial is finished when its eval.json exists, so sweeps need evaluation on
-(`--eval-episodes 0` is refused). Trials with other FLAGS are other trials (another hash).
+is started for them) and continues the others from their checkpoints, after a Ctrl-C or a
+`kill PID` (SIGTERM) of this process (the running trials write a checkpoint before they stop), a
+crash of this process or trials that failed for good. A trial is finished when its eval.json
+exists, so sweeps need evaluation on (`--eval-episodes 0` is refused). Trials with other FLAGS
+are other trials (another hash).
 `--total-timesteps N` trains every trial to N steps without changing its name: raised later, it
 extends finished trials from their checkpoints.
 """
@@ -284,6 +285,9 @@ def run_trial(trial: Trial, reporter, max_attempts: int) -> dict:
     """One attempt at a trial, as a Ray task: the script in a subprocess, its output appended to
     the trial's log. Raises TrialFailed when another attempt may succeed (Ray then runs this again,
     and that attempt continues from the checkpoint); otherwise returns the outcome."""
+    # Ray cancels a running task with a simulated SIGINT, which does nothing where SIGINT is ignored,
+    # as it is in the workers of a sweep started with `&` from a script
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     attempt = ray.get(reporter.attempt.remote(trial.name))
     if trial.finished():  # by an attempt whose worker died before it could return
         return evaluation(trial)
@@ -354,6 +358,12 @@ def run_grid(args, trials: list[Trial]) -> list[tuple[Trial, str]]:
         elapsed = int((at or time.time()) - start)
         print(f"[{elapsed // 3600}:{elapsed % 3600 // 60:02d}:{elapsed % 60:02d}] {line}", flush=True)
 
+    def stop_as_on_ctrl_c(signum, frame):
+        raise KeyboardInterrupt  # replaces Ray's handler, which exits at once and so kills the running scripts
+
+    # `kill PID` (SIGTERM, what a batch scheduler sends at its time limit) stops the sweep as Ctrl-C does. It
+    # also reaches a sweep started with `&` from a script, which ignores SIGINT.
+    signal.signal(signal.SIGTERM, stop_as_on_ctrl_c)
     reporter = ray.remote(num_cpus=0)(Reporter).remote()
     task = ray.remote(run_trial).options(num_cpus=1, num_gpus=args.gpus_per_trial, max_retries=args.retries,
                                          retry_exceptions=True)
@@ -390,9 +400,9 @@ def run_grid(args, trials: list[Trial]) -> list[tuple[Trial, str]]:
 
 
 def stop_leftover_scripts(trials: list[Trial], timeout: float = 120) -> None:
-    """After a Ctrl-C: a trial's script that still runs here (its run directory's lock names it)
-    gets SIGTERM, writes its checkpoint and exits; wait for that. Normally the cancelled Ray task has
-    already stopped it."""
+    """After a Ctrl-C or SIGTERM: a trial's script that still runs here (its run directory's lock
+    names it) gets SIGTERM, writes its checkpoint and exits; wait for that. Normally the cancelled
+    Ray task has already stopped it."""
     here = socket.gethostname()
     for trial in trials:
         holder = lock_held(trial.run_dir) or ""

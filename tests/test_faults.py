@@ -1,5 +1,5 @@
 """The faults a long sweep meets, injected: a second writer, a signal after training, a full disk,
-a NaN, a killed Ray worker, a Ctrl-C of the sweep. Each test injects the fault itself."""
+a NaN, a killed Ray worker, a Ctrl-C or SIGTERM of the sweep. Each test injects the fault itself."""
 
 import errno
 import importlib.util
@@ -242,15 +242,22 @@ def test_a_killed_ray_worker_takes_its_script_along_and_the_retry_is_the_only_wr
 
 
 @needs_ray
-def test_ctrl_c_of_the_sweep_checkpoints_every_trial_and_a_rerun_resumes_them_all(tmp_path):
+@pytest.mark.parametrize("stop", ["ctrl-c", "kill"])
+def test_ctrl_c_or_kill_of_the_sweep_checkpoints_every_trial_and_a_rerun_resumes_them_all(tmp_path, stop):
     directory = tmp_path / "s"
     command = [sys.executable, "sweep.py", "--scripts", "sac_continuous.py", *GRID, "--seeds", "1", "2",
                "--dir", str(directory), "--", *TINY, "--total-timesteps", "4000"]
+    # "kill": the sweep starts as `python sweep.py ... &` from a script starts it, with SIGINT ignored
+    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if stop == "kill" else None
     sweep = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)  # a process group of its own, as a terminal gives a job
+                             start_new_session=True,  # a process group of its own, as a terminal gives a job
+                             preexec_fn=ignore_sigint)
     try:
         wait_for(lambda: len(list(directory.glob("sac_continuous__*/checkpoint.pt"))) == 2, "two checkpoints")
-        os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
+        if stop == "ctrl-c":
+            os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
+        else:
+            os.kill(sweep.pid, signal.SIGTERM)  # `kill PID`, or a batch scheduler's time limit: the sweep alone
         stdout, stderr = sweep.communicate(timeout=120)
     finally:
         sweep.kill()
