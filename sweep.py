@@ -82,6 +82,10 @@ class UsageError(Exception):
     """Bad input from the user: reported as one line on stderr, exit code 2."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill PID`): stops the sweep as Ctrl-C does, with exit code 143 instead of 130."""
+
+
 class TrialFailed(Exception):
     """The script crashed or was interrupted: Ray runs the trial again (from its checkpoint)."""
 
@@ -358,18 +362,22 @@ def run_grid(args, trials: list[Trial]) -> list[tuple[Trial, str]]:
         elapsed = int((at or time.time()) - start)
         print(f"[{elapsed // 3600}:{elapsed % 3600 // 60:02d}:{elapsed % 60:02d}] {line}", flush=True)
 
-    def stop_as_on_ctrl_c(signum, frame):
-        raise KeyboardInterrupt  # replaces Ray's handler, which exits at once and so kills the running scripts
+    terminated = []
 
-    # `kill PID` (SIGTERM, what a batch scheduler sends at its time limit) stops the sweep as Ctrl-C does. It
-    # also reaches a sweep started with `&` from a script, which ignores SIGINT.
+    def stop_as_on_ctrl_c(signum, frame):  # replaces Ray's handler, which exits at once and so kills the scripts
+        terminated.append(signum)
+        raise KeyboardInterrupt  # Ray may catch and re-raise it (as a plain KeyboardInterrupt)
+
+    # `kill PID` (SIGTERM to this process) stops the sweep as Ctrl-C does. It also reaches a sweep started
+    # with `&` from a script, which ignores SIGINT.
     signal.signal(signal.SIGTERM, stop_as_on_ctrl_c)
     reporter = ray.remote(num_cpus=0)(Reporter).remote()
     task = ray.remote(run_trial).options(num_cpus=1, num_gpus=args.gpus_per_trial, max_retries=args.retries,
                                          retry_exceptions=True)
-    pending = {task.remote(trial, reporter, args.retries + 1): trial for trial in trials}
-    failed, done = [], 0
+    pending, failed, done = {}, [], 0
     try:
+        for trial in trials:  # inside the try: a stop while submitting cancels what was submitted
+            pending[task.remote(trial, reporter, args.retries + 1)] = trial
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for at, line in ray.get(reporter.take.remote()):
@@ -395,6 +403,8 @@ def run_grid(args, trials: list[Trial]) -> list[tuple[Trial, str]]:
         stop_leftover_scripts(list(pending.values()))
         again = shlex.join([sys.executable, os.path.abspath(sys.argv[0]), *sys.argv[1:]])
         say(f"stopped. Run the same command again to continue: {again}")
+        if terminated:
+            raise Terminated from None
         raise
     return failed
 
@@ -513,5 +523,5 @@ if __name__ == "__main__":
     except UsageError as error:
         print(f"sweep.py: error: {error}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as stop:
+        sys.exit(143 if isinstance(stop, Terminated) else 130)
