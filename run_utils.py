@@ -60,7 +60,7 @@ class RunArgs:
     torch_deterministic: bool = True
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = True
-    """if toggled, use CUDA when it is available (falls back to the CPU silently)"""
+    """if toggled, use CUDA when it is available; without a GPU the run says so in its first line and uses the CPU"""
     threads: int = 1
     """CPU threads of torch; 1 is fastest here whenever anything else runs (README: Speed)"""
     bf16: bool = False
@@ -410,19 +410,27 @@ def restore_env_states(envs, states: list) -> list:
     return lost
 
 
-def rng_states() -> dict:
+def rng_states(device: torch.device) -> dict:
+    """Python's, numpy's and torch's random states, and the CUDA state of the run's own GPU only."""
     states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def restore_rng_states(states: dict) -> None:
+def restore_rng_states(states: dict, device: torch.device) -> None:
+    """Inverse of `rng_states`. A CUDA state is restored to the run's GPU, and skipped with a note
+    when the run now has none (a CUDA run resumed on a CPU)."""
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if "cuda" not in states:
+        return
+    if device.type != "cuda":
+        print("note: the checkpoint's CUDA random state is skipped: this run is on the CPU, so its random numbers "
+              "from here on differ from those of an uninterrupted CUDA run", file=sys.stderr)
+        return
+    torch.cuda.set_rng_state(states["cuda"], device)
 
 
 def all_finite(state) -> bool:
@@ -436,9 +444,25 @@ def all_finite(state) -> bool:
     return True
 
 
+def live_state(modules: dict) -> dict:
+    """The state of an agent (its `modules()`: networks, optimizers, tensors such as log α), where it lives."""
+    return {name: m.detach() if isinstance(m, torch.Tensor) else m.state_dict() for name, m in modules.items()}
+
+
 def state_of(modules: dict) -> dict:
-    """The state of an agent (its `modules()`: networks, optimizers, tensors such as log α)."""
-    return {name: m.detach().cpu() if isinstance(m, torch.Tensor) else m.state_dict() for name, m in modules.items()}
+    """The agent's state copied to the CPU, as files hold it: they load on any machine, GPU or not."""
+    return on_cpu(live_state(modules))
+
+
+def on_cpu(state):
+    """A (nested) state with every tensor copied to the CPU."""
+    if isinstance(state, torch.Tensor):
+        return state.cpu()
+    if isinstance(state, dict):
+        return {key: on_cpu(value) for key, value in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(on_cpu(value) for value in state)
+    return state
 
 
 def load_state(modules: dict, state: dict) -> None:
@@ -724,7 +748,7 @@ class Run:
                 raise SystemExit(0)
             load_state(agent.modules(), renamed(agent, state["agent"]))
             buffer.load_state_dict(state["buffer"])
-            restore_rng_states(state["rng"])
+            restore_rng_states(state["rng"], self.device)
             for name, value in loop_state.items():
                 if isinstance(value, np.random.Generator):
                     value.bit_generator.state = state[name]
@@ -773,7 +797,8 @@ class Run:
         return ((args.eval_episodes == 0 or os.path.exists(written("eval.json")) and
                  evaluated_step(written("eval.json")) == step) and
                 (not args.save_model or os.path.exists(written(f"{args.exp_name}.pt")) and
-                 torch.load(written(f"{args.exp_name}.pt"), weights_only=False, mmap=True).get("global_step") == step) and
+                 torch.load(written(f"{args.exp_name}.pt"), map_location="cpu", weights_only=False,
+                            mmap=True).get("global_step") == step) and
                 (not args.capture_video or os.path.exists(written(os.path.join("videos", f"step{step}_z0.gif")))))
 
     # ---------------------------------------------------------------- inside the loop
@@ -813,7 +838,7 @@ class Run:
             raise Interrupted()
 
     def check_finite(self, step: int) -> None:
-        if self.nonfinite.item() or not all_finite(state_of(self.agent.modules())):
+        if self.nonfinite.item() or not all_finite(live_state(self.agent.modules())):
             raise FloatingPointError(f"a loss or a parameter became NaN or infinite by step {step}")
 
     def save_checkpoint(self, next_step: int, obs: np.ndarray) -> None:
@@ -826,7 +851,7 @@ class Run:
                  "precision": self.precision,
                  "dims": self.dims, "global_step": next_step, "agent": state_of(self.agent.modules()),
                  "buffer": self.buffer.state_dict(),
-                 "rng": rng_states(), "action_space_rng": self.envs.action_space.np_random.bit_generator.state,
+                 "rng": rng_states(self.device), "action_space_rng": self.envs.action_space.np_random.bit_generator.state,
                  "envs": env_states(self.envs), "obs": obs, "episode_returns": self.envs.episode_returns.copy(),
                  "episode_lengths": self.envs.episode_lengths.copy(), "recent_returns": list(self.recent_returns),
                  **loop_state}
@@ -909,7 +934,7 @@ class Run:
         path = os.path.join(self.dir, f"{self.args.exp_name}.pt")
         keep_earlier(path, self.total_steps, lambda p: torch.load(p, map_location="cpu", weights_only=False,
                                                                   mmap=True).get("global_step", "unknown"))
-        weights = {name: getattr(agent, name).state_dict() for name in names}
+        weights = state_of({name: getattr(agent, name) for name in names})  # on the CPU: loads anywhere
         atomic_save({"script": self.script, "script_path": self.script_path, "algorithm": algorithm,
                      "args": dataclasses.asdict(self.args),
                      "precision": self.precision, "dims": self.dims, "global_step": self.total_steps,

@@ -547,3 +547,20 @@ def test_the_readmes_rollout_of_a_saved_model_works_on_what_env_reset_returns(tm
             else:
                 expected = agent.actor.deterministic(torch.cat([x, torch.eye(3)[z].view(1, 1, 3)], -1))[0, 0]
             np.testing.assert_allclose(agent.policy(obs, z=z), expected.detach().numpy(), rtol=1e-6)
+
+
+# ------------------------------------------------------------ files that load on any device (issue 36)
+def test_a_cpu_run_saves_no_cuda_random_state_and_a_cuda_state_is_skipped_with_a_note_on_a_cpu(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    sac.main(make_args("sac", total_timesteps=200, checkpoint_every=200))
+    path = only_run(tmp_path) / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    assert "cuda" not in state["rng"], "a CPU run has no CUDA random state to save"
+    state["rng"]["cuda"] = torch.zeros(16, dtype=torch.uint8)  # as a CUDA run's checkpoint holds it
+    torch.save(state, path)
+    capsys.readouterr()
+    result = sac.main(run_utils.parse_args(sac.Args, sac.__file__, ["--resume", str(path), "--total-timesteps", "300"]))
+    assert result["global_step"] == 300
+    assert "note: the checkpoint's CUDA random state is skipped: this run is on the CPU" in capsys.readouterr().err
+
