@@ -462,7 +462,7 @@ def main(args: Args) -> dict | None:
     dims = run_utils.env_dims(envs)  # obs_dim, act_dim, action_low, action_high
     agent = DIAYN(**dims, args=args, device=device)
     rb = ReplayBuffer(args.buffer_size // num_envs, num_envs, dims["obs_dim"], dims["act_dim"], device)
-    z_rng = np.random.default_rng(args.seed)  # draws z ~ p(z) at the start of every episode
+    z_rng = run.rng("z")  # draws z ~ p(z) at the start of every episode, on a random stream of its own
     z = np.arange(num_envs) if args.separate_networks else z_rng.integers(args.num_z, size=num_envs)
     total_steps = args.total_timesteps // num_envs * num_envs  # every iteration steps every env once
     obs, start_step = run.start(agent, rb, envs, dims, total_steps, z=z, z_rng=z_rng)  # seeds and resets envs

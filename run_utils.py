@@ -644,6 +644,9 @@ class Run:
         random.seed(args.seed)
         np.random.seed(args.seed)
         torch.manual_seed(args.seed)
+        # One seed, one independent stream each for the env resets, the warm-up actions and the z draws
+        # (seeding all three with the seed itself would give them one and the same stream).
+        self.streams = dict(zip(("envs", "warm_up", "z"), np.random.SeedSequence(args.seed).spawn(3)))
         torch.backends.cudnn.deterministic = args.torch_deterministic
         self.stop_signal, self.recent_returns = [], deque(maxlen=20)
         self.defer_signals, self.exiting, self.handlers = True, False, {}
@@ -695,6 +698,14 @@ class Run:
         self.name = os.path.basename(self.dir)
         self.checkpoint_path = os.path.join(self.dir, "checkpoint.pt")
 
+    def rng(self, stream: str) -> np.random.Generator:
+        """A numpy generator on one of the run's independent streams ("z": the script's z draws)."""
+        return np.random.default_rng(self.streams[stream])
+
+    def stream_seed(self, stream: str) -> int:
+        """An integer seed from one of the run's streams, for what takes only an int (gymnasium)."""
+        return int(self.streams[stream].generate_state(1)[0])
+
     def autocast(self):
         """The context of the updates and of acting: bfloat16 autocast under --bf16 (where native),
         else nothing. Only the hidden layers' matrix products run in bf16: every network's output
@@ -726,8 +737,8 @@ class Run:
 
     def resume_or_begin(self, agent, buffer, envs, dims: dict, total_steps: int, **loop_state):
         args = self.args
-        envs.action_space.seed(args.seed)
-        obs, _ = envs.reset(seed=args.seed)
+        envs.action_space.seed(self.stream_seed("warm_up"))
+        obs, _ = envs.reset(seed=self.stream_seed("envs"))  # sub-env i gets this seed + i
         self.agent, self.buffer, self.envs, self.dims, self.loop_state = agent, buffer, envs, dims, loop_state
         self.total_steps, start_step = total_steps, 0
         resuming = self.checkpoint is not None

@@ -254,6 +254,30 @@ def test_z_is_drawn_per_episode_and_stored_with_every_transition(tmp_path, monke
     assert (z[1:][~continues] != z[:-1][~continues]).any(), "z is never redrawn at a new episode"
 
 
+def test_env_resets_warm_up_actions_and_z_draws_come_from_independent_streams(tmp_path, monkeypatch):
+    """SPEC §2: one seed spawns a stream for each; no two of them start from the same random state
+    (default_rng(seed), action_space.seed(seed) and reset(seed=seed) would all start from one)."""
+    import gymnasium.utils.seeding as seeding
+    started = {}  # what each generator's state was when it was made
+    real_np_random, real_default_rng = seeding.np_random, np.random.default_rng
+
+    def recorded(kind, make):
+        def make_and_record(seed=None):
+            made = make(seed)
+            generator = made[0] if isinstance(made, tuple) else made
+            if seed is not None:  # (spaces make unseeded generators of their own when they are built)
+                started.setdefault(kind, []).append(str(generator.bit_generator.state["state"]))
+            return made
+        return make_and_record
+
+    monkeypatch.setattr(seeding, "np_random", recorded("gymnasium", real_np_random))
+    monkeypatch.setattr(np.random, "default_rng", recorded("numpy", real_default_rng))
+    run_main(tmp_path, monkeypatch, num_z=4, total_timesteps=200, learning_starts=200, eval_episodes=0)
+    # gymnasium's: the action space's (warm-up actions) and env 0's (its resets); numpy's: the z draws
+    streams = started["gymnasium"][:2] + started["numpy"][:1]
+    assert len(streams) == 3 and len(set(streams)) == 3, streams
+
+
 def test_separate_networks_env_i_always_runs_z_i(tmp_path, monkeypatch):
     _, run_dir = run_main(tmp_path, monkeypatch, separate_networks=True, num_z=3, total_timesteps=300,
                           checkpoint_every=300, buffer_size=3000)
