@@ -186,11 +186,18 @@ class EnsembleMLP(nn.Module):
 
     def __init__(self, members: int, sizes: list[int]):
         super().__init__()
-        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            bound = fan_in**-0.5  # nn.Linear's default initialisation
-            self.weights.append(nn.Parameter(torch.empty(members, fan_in, fan_out).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(members, 1, fan_out).uniform_(-bound, bound)))
+        layers = list(zip(sizes[:-1], sizes[1:]))
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(members, fan_in, fan_out)) for fan_in, fan_out in layers)
+        self.biases = nn.ParameterList(nn.Parameter(torch.empty(members, 1, fan_out)) for _, fan_out in layers)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.Linear's default initialisation, U(-1/√fan_in, 1/√fan_in), layer by layer."""
+        with torch.no_grad():
+            for weight, bias in zip(self.weights, self.biases):
+                bound = weight.shape[1] ** -0.5
+                weight.uniform_(-bound, bound)
+                bias.uniform_(-bound, bound)
 
     def forward(self, x: torch.Tensor, train_params: bool = True) -> torch.Tensor:
         """`train_params=False` detaches the weights: a loss sends gradient to `x`, not to the network.

@@ -15,7 +15,7 @@ fig1                 Multigoal paths of a one-policy run (SAC, black) and of eve
                      over the action space at three states of Q_soft, Q_z (one z) and S_z = Q_soft - Q_z
                      (Theorem 2). From model files (--save-model).
 fig2                 Mean ± std over seeds of log q(z|s,a) and log q(z|s) of the true z, one series per
-                     --runs (the held-out measure by default, or the replay batches), chance level log(1/|Z|).
+                     --runs (the held-out measure by default, the probe, or the replay batches), chance log(1/|Z|).
 table1               Average and max return, mean ± std over seeds, from eval.json files. Runs whose
                      settings differ are never pooled: a row per script, experiment name and setting.
 goals                How often each policy of a Multigoal model file reaches each goal.
@@ -55,7 +55,8 @@ Z_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "
 SERIES_COLOURS = ["tab:blue", "tab:red", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink"]
 GOAL_COLOURS = ["tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown"]
 STATE_COLOURS = ["gold", "hotpink", "saddlebrown"]  # the paper's yellow, pink and brown dots
-MEASURES = {"held-out": ("measure", "held-out transitions"), "replay": ("charts", "replay batches")}
+MEASURES = {"held-out": ("measure/", "held-out transitions"), "replay": ("charts/", "replay batches"),
+            "probe": ("measure/probe_", "held-out transitions, fresh classifiers (the probe)")}
 OUR_SCRIPTS = ("sac_continuous", "mede_continuous", "diayn_continuous")
 LEGACY_SCRIPTS = {"SAC": "sac_continuous", "MEDE": "mede_continuous", "DIAYN": "diayn_continuous"}
 
@@ -421,7 +422,7 @@ def figure2(args) -> str:
     labels = [seeds_label(runs) for _, runs in series]
     prefix, measured_on = MEASURES[args.measure]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for ax, tag, label in zip(axes, (f"{prefix}/log_q_z_given_sa", f"{prefix}/log_q_z_given_s"),
+    for ax, tag, label in zip(axes, (f"{prefix}log_q_z_given_sa", f"{prefix}log_q_z_given_s"),
                               (r"$\log q(z\,|\,s, a)$", r"$\log q(z\,|\,s)$")):
         for i, (name, runs) in enumerate(series):
             steps, mean, std = mean_std_over_runs(runs, tag, args.points)
@@ -777,7 +778,8 @@ def parse_args(argv=None):
     p2.add_argument("--label", action="append", default=[], help="the name of a series, one per --runs, in order "
                     "(default: the runs' experiment name)")
     p2.add_argument("--measure", choices=list(MEASURES), default="held-out",
-                    help="held-out: fresh transitions no discriminator trained on; replay: the paper's replay batches")
+                    help="held-out: fresh transitions no discriminator trained on; replay: the paper's replay batches; "
+                         "probe: fresh classifiers that no algorithm trains against, on held-out transitions")
     p2.add_argument("--points", type=int, default=200, help="points of the common step grid")
     p2.add_argument("--title", help="figure title")
     p2.add_argument("--out", default="plots/figure2.png", help="output PNG")

@@ -37,7 +37,7 @@ def figures(monkeypatch):
     real_close("all")
 
 
-HELD_OUT_GAP = 0.25
+HELD_OUT_GAP, PROBE_GAP = 0.25, 0.4
 
 
 def fake_run(root, name, num_z, values_sa, values_s, steps, seed=1, exp_name="mede_continuous", measured=True):
@@ -49,6 +49,8 @@ def fake_run(root, name, num_z, values_sa, values_s, steps, seed=1, exp_name="me
         if measured:
             writer.add_scalar("measure/log_q_z_given_sa", sa - HELD_OUT_GAP, step)  # held out: lower than replay
             writer.add_scalar("measure/log_q_z_given_s", s - HELD_OUT_GAP, step)
+            writer.add_scalar("measure/probe_log_q_z_given_sa", sa - PROBE_GAP, step)  # the probe: lower still
+            writer.add_scalar("measure/probe_log_q_z_given_s", s - PROBE_GAP, step)
     writer.close()
     (run_dir / "eval.json").write_text(json.dumps({
         "algorithm": "MEDE", "script": exp_name, "exp_name": exp_name, "env_id": "Hopper-v4", "seed": seed,
@@ -57,7 +59,7 @@ def fake_run(root, name, num_z, values_sa, values_s, steps, seed=1, exp_name="me
     return str(run_dir)
 
 
-@pytest.mark.parametrize("measure, shift", [("replay", 0.0), ("held-out", -HELD_OUT_GAP)])
+@pytest.mark.parametrize("measure, shift", [("replay", 0.0), ("held-out", -HELD_OUT_GAP), ("probe", -PROBE_GAP)])
 def test_figure2_mean_and_std_over_seeds_with_chance_level(tmp_path, figures, measure, shift):
     steps = [100, 200, 300, 400]
     mede_runs = [fake_run(tmp_path, f"mede{i}", 4, [-1.0 + i, -0.5 + i, -0.2 + i, 0.0 + i], [-1.2] * 4, steps, seed=i)
@@ -78,7 +80,8 @@ def test_figure2_mean_and_std_over_seeds_with_chance_level(tmp_path, figures, me
     np.testing.assert_allclose(np.interp(steps, *mede_line.get_data()), np.add([-0.5, 0.0, 0.3, 0.5], shift),
                                atol=1e-6)
     assert "DIAYN (1 seed)" in lines and "DIAYN, matched weight (1 seed)" in lines
-    assert {"replay": "replay batches", "held-out": "held-out transitions"}[measure] in ax_sa.get_ylabel()
+    assert {"replay": "replay batches", "held-out": "held-out transitions", "probe": "the probe"}[measure] in \
+        ax_sa.get_ylabel()
     chance = [line for label, line in lines.items() if label.startswith("chance")]
     assert chance and chance[0].get_ydata()[0] == pytest.approx(math.log(1 / 4))
     # the std band of MEDE is 0.5 wide on each side (the two seeds differ by exactly 1)

@@ -486,6 +486,39 @@ def test_the_held_out_measure_cannot_be_inflated_by_memorising_the_replay_buffer
     assert held_out["measure/log_q_z_given_sa"] < chance + 0.05, held_out
     assert held_out["measure/log_q_z_given_s"] < chance + 0.05, held_out
     assert held_out["measure/accuracy_z_given_sa"] < 0.25 + 0.05 and held_out["measure/accuracy_z_given_s"] < 0.3
+    assert held_out["measure/probe_log_q_z_given_sa"] < chance + 0.05, held_out  # nor can the probe's
+    assert held_out["measure/probe_log_q_z_given_s"] < chance + 0.05, held_out
+
+
+@pytest.mark.parametrize("policies", ["identical", "disjoint actions"])
+def test_the_probe_gives_chance_for_identical_policies_and_near_certainty_for_disjoint_action_ranges(policies):
+    """The probe (issue 38) on policies whose discriminability is known: four z that act alike (no
+    classifier can beat chance on held-out data), and four whose actions lie in disjoint ranges
+    (z = k acts in [-1 + k/2, -1/2 + k/2] on both axes: (s, a) tells z for sure). It trains
+    neither discriminator and leaves the run's random numbers as they were."""
+    num_z, chance = 4, math.log(1 / 4)
+
+    def act(obs, z):
+        u = torch.rand(len(z), 2)
+        return 2 * u - 1 if policies == "identical" else -1 + 0.5 * z.unsqueeze(1) + 0.5 * u
+
+    torch.manual_seed(0)
+    disc_sa, disc_s = mede.Discriminator(4, 256, num_z), mede.Discriminator(2, 256, num_z)
+    weights = [p.clone() for p in [*disc_sa.parameters(), *disc_s.parameters()]]
+    random_state = torch.get_rng_state()
+    measured = evaluation.held_out_measure(act, mede.make_envs, "MultiGoal-v0", num_z, 500, 3, torch.device("cpu"),
+                                           disc_sa=disc_sa, disc_s=disc_s)
+    assert measured["measure/chance_log_q"] == pytest.approx(chance) and measured["measure/chance_accuracy"] == 0.25
+    if policies == "identical":
+        for given in ("sa", "s"):
+            assert abs(measured[f"measure/probe_accuracy_z_given_{given}"] - 0.25) < 0.04, measured
+            assert abs(measured[f"measure/probe_log_q_z_given_{given}"] - chance) < 0.03, measured
+    else:
+        assert measured["measure/probe_accuracy_z_given_sa"] > 0.95, measured
+        assert measured["measure/probe_log_q_z_given_sa"] > -0.15, measured
+        assert measured["measure/probe_accuracy_z_given_s"] > 0.25 + 0.1, measured  # where each z drifts to
+    assert all(torch.equal(p, w) for p, w in zip([*disc_sa.parameters(), *disc_s.parameters()], weights))
+    assert torch.equal(torch.get_rng_state(), random_state)
 
 
 # ------------------------------------------------- files written before the discriminators' rename
