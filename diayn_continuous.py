@@ -13,11 +13,13 @@ discriminator reaches the policy: it only sees the augmented reward through the 
     python diayn_continuous.py --env-id MultiDirectionAnt-v0 --num-z 4 --separate-networks \
         --hidden-dim 128 --alpha 1 --reward-scale 5
 
-Shared networks (default; z as a one-hot input, drawn from p(z) = 1/|Z| every episode) and
-`--separate-networks` (paper appendix B: every z its own actor, critics, env and buffer) are the
-same code: every network is an ensemble of M members (M = 1 or |Z|), every batch [M, batch, ...].
-run_utils.py holds the plumbing (checkpoints, progress, evaluation files): no edit needed there.
+Read top to bottom: the arguments, the algorithm (the losses, one update), its machinery (environment,
+networks) and `main()`. Shared networks (z a one-hot input, drawn from p(z) every episode) and
+`--separate-networks` (appendix B: every z its own actor, critics, env and buffer) are one code:
+every network is an ensemble of M = 1 or |Z| members, every batch [M, batch, ...].
 """
+
+from __future__ import annotations
 
 import os
 
@@ -36,10 +38,13 @@ import torch.nn.functional as F
 
 import multidirection_ant  # noqa: F401  (registers MultiDirectionAnt-v0)
 import multigoal_env  # noqa: F401  (registers MultiGoal-v0 and MultiGoalTwo-v0)
-import run_utils
-from run_utils import MeasureArgs, Run, UsageError
+from run_utils import checkpoint, cli
+from run_utils.buffer import ReplayBuffer
+from run_utils.cli import MeasureArgs, UsageError
+from run_utils.device import autocast
+from run_utils.run import Run
 
-SCRIPT = run_utils.script_name(__file__)  # "diayn_continuous", or the name of a copy
+SCRIPT = cli.script_name(__file__)  # "diayn_continuous", or the name of a copy
 MEASUREMENTS = ("log_q_z_given_sa", "log_q_z_given_s", "accuracy_z_given_sa", "accuracy_z_given_s")
 SAVED_NETWORKS = ("actor", "qf", "disc_sa", "disc_s")  # what --save-model keeps
 
@@ -93,253 +98,48 @@ class Args(MeasureArgs):  # + run_utils' flags: --seed, --threads, --checkpoint-
 
 
 def check_args(args: Args) -> None:
-    run_utils.require(args, non_negative=["learning_starts", "disc_coef", "reward_scale", "gamma"],
-                      positive=["total_timesteps", "buffer_size", "batch_size", "policy_frequency", "q_lr", "disc_lr",
-                                "target_network_frequency", "hidden_dim", "disc_hidden_dim", "policy_lr", "tau",
-                                "alpha"],
-                      at_most_one=["gamma", "tau"])
+    cli.require(args, non_negative=["learning_starts", "disc_coef", "reward_scale", "gamma"],
+                positive=["total_timesteps", "buffer_size", "batch_size", "policy_frequency", "q_lr", "disc_lr",
+                          "target_network_frequency", "hidden_dim", "disc_hidden_dim", "policy_lr", "tau", "alpha"],
+                at_most_one=["gamma", "tau"])
     if args.num_z < 2:
         raise UsageError(f"--num-z must be at least 2 (DIAYN learns |Z| distinct policies), got {args.num_z}")
     for name in ("batch_size", "total_timesteps", "buffer_size") if args.separate_networks else ():
         if getattr(args, name) < args.num_z:  # every agent needs its share
-            raise UsageError(f"{run_utils.flag(name)} ({getattr(args, name)}) must be at least --num-z ({args.num_z})")
-
-
-# ----------------------------------------------------------------------------- environment
-# COPY environment: the same in every script with this block (tests/test_copies.py)
-def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
-    """`num_envs` copies of `env_id`, SAME_STEP autoreset: when an episode ends, `step` returns the
-    next episode's first observation and the finished one's last in `infos["final_obs"]`."""
-    try:
-        envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
-    except gym.error.Error as error:
-        raise UsageError(f"cannot make environment '{env_id}': {error}") from None
-    run_utils.require_flat_box_spaces(envs, env_id, SCRIPT)
-    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
-
-
-def transitions_to_store(next_obs: np.ndarray, infos: dict) -> np.ndarray:
-    """The s' of each env's transition: `next_obs`, except where an episode just ended, where
-    it is the episode's true last observation and not the first one of the next episode."""
-    real_next_obs = next_obs.copy()
-    for i in np.flatnonzero(infos.get("_final_obs", [])):
-        real_next_obs[i] = infos["final_obs"][i]
-    return real_next_obs
-# END COPY environment
-
-
-# ---------------------------------------------------------------------------- replay buffer
-# COPY replay buffer and networks: the same in every script with this block (tests/test_copies.py)
-class Batch(NamedTuple):
-    obs: torch.Tensor  # [M, B, obs_dim]
-    actions: torch.Tensor  # [M, B, act_dim]
-    rewards: torch.Tensor  # [M, B]
-    next_obs: torch.Tensor  # [M, B, obs_dim]
-    terminations: torch.Tensor  # [M, B], 1.0 where s' is terminal (no bootstrap); truncations are 0
-    z: torch.Tensor  # [M, B], int64: the z that acted
-
-
-class ReplayBuffer:
-    """M replay buffers side by side (M = 1 shared, M = |Z| separate), preallocated on `device`
-    as [capacity, M, ...]: every env step writes one row, member m's transition in column m."""
-
-    def __init__(self, capacity: int, members: int, obs_dim: int, act_dim: int, device: torch.device):
-        self.capacity, self.members, self.device = capacity, members, device
-        self.obs = torch.zeros(capacity, members, obs_dim, device=device)
-        self.next_obs = torch.zeros(capacity, members, obs_dim, device=device)
-        self.actions = torch.zeros(capacity, members, act_dim, device=device)
-        self.rewards = torch.zeros(capacity, members, device=device)
-        self.terminations = torch.zeros(capacity, members, device=device)
-        self.z = torch.zeros(capacity, members, dtype=torch.long, device=device)
-        self.member_index = torch.arange(members, device=device).unsqueeze(1)  # [M, 1]
-        self.pos, self.size = 0, 0
-
-    def add(self, obs, next_obs, actions, rewards, terminations, z) -> None:
-        """Store one step of the M envs (numpy arrays with a leading axis of size M)."""
-        for name, value in zip(Batch._fields, (obs, actions, rewards, next_obs, terminations, z)):
-            column = getattr(self, name)
-            column[self.pos] = torch.as_tensor(value, dtype=column.dtype).to(self.device)
-        self.pos = (self.pos + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
-
-    def sample(self, batch_size: int) -> Batch:
-        """An independent batch for every member: tensors of shape [M, batch_size, ...]."""
-        idx = torch.randint(0, self.size, (self.members, batch_size), device=self.device)
-        return Batch(*(getattr(self, name)[idx, self.member_index] for name in Batch._fields))
-
-    def state_dict(self) -> dict:
-        """The filled rows only, as copies (a slice would drag the whole preallocated storage along)."""
-        stored = {name: getattr(self, name)[: self.size].clone().cpu() for name in Batch._fields}
-        return {**stored, "pos": self.pos, "size": self.size}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.pos, self.size = state["pos"], state["size"]
-        for name in Batch._fields:
-            getattr(self, name)[: self.size] = state[name].to(self.device)
-
-
-# --------------------------------------------------------------------------------- networks
-class EnsembleMLP(nn.Module):
-    """`members` independent MLPs (ReLU between layers), weights stacked as [members, fan_in, fan_out]:
-    [members, B, sizes[0]] -> [members, B, sizes[-1]], all members in one batched matmul per layer."""
-
-    def __init__(self, members: int, sizes: list[int]):
-        super().__init__()
-        layers = list(zip(sizes[:-1], sizes[1:]))
-        self.weights = nn.ParameterList(nn.Parameter(torch.empty(members, fan_in, fan_out)) for fan_in, fan_out in layers)
-        self.biases = nn.ParameterList(nn.Parameter(torch.empty(members, 1, fan_out)) for _, fan_out in layers)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """nn.Linear's default initialisation, U(-1/√fan_in, 1/√fan_in), layer by layer."""
-        with torch.no_grad():
-            for weight, bias in zip(self.weights, self.biases):
-                bound = weight.shape[1] ** -0.5
-                weight.uniform_(-bound, bound)
-                bias.uniform_(-bound, bound)
-
-    def forward(self, x: torch.Tensor, train_params: bool = True) -> torch.Tensor:
-        """`train_params=False` detaches the weights: a loss sends gradient to `x`, not to the network.
-        Under --bf16 (autocast) the hidden layers multiply in bf16 and the output layer in float32, so
-        that Q-values, logits and log-std are not rounded to bf16's 8 bits (a Q of 300 to the nearest 2)."""
-        last = len(self.weights) - 1
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            if not train_params:
-                weight, bias = weight.detach(), bias.detach()
-            if i < last:
-                x = torch.relu(torch.baddbmm(bias, x, weight))
-            else:
-                with torch.autocast(x.device.type, enabled=False):
-                    x = torch.baddbmm(bias, x.float(), weight)
-        return x
-
-
-class Actor(nn.Module):
-    """Tanh-squashed Gaussian policies π_φ(a|s, z) of M members, rescaled to the action bounds."""
-
-    LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
-
-    def __init__(self, members: int, in_dim: int, act_dim: int, hidden_dim: int, action_low, action_high):
-        super().__init__()
-        self.net = EnsembleMLP(members, [in_dim, hidden_dim, hidden_dim, 2 * act_dim])  # mean and log-std
-        low, high = (torch.as_tensor(x, dtype=torch.float32) for x in (action_low, action_high))
-        self.register_buffer("action_scale", (high - low) / 2)
-        self.register_buffer("action_bias", (high + low) / 2)
-
-    def forward(self, policy_in: torch.Tensor):
-        mean, log_std = self.net(policy_in).chunk(2, dim=-1)
-        log_std = self.LOG_STD_MIN + 0.5 * (self.LOG_STD_MAX - self.LOG_STD_MIN) * (torch.tanh(log_std) + 1)
-        return mean, log_std
-
-    def sample(self, policy_in: torch.Tensor):
-        """a = f_φ(ε; s, z) = tanh(μ + σ·ε)·scale + bias, ε ~ N(0, I), and log π(a|s, z).
-
-        log π = log N(u; μ, σ) - Σ log(scale·(1 - tanh(u)²)) with u = μ + σ·ε, written out
-        (no torch.distributions), using log(1 - tanh(u)²) = 2·(log 2 - u - softplus(-2u))."""
-        mean, log_std = self(policy_in)
-        noise = torch.randn_like(mean)
-        pre_tanh = mean + log_std.exp() * noise
-        action = torch.tanh(pre_tanh) * self.action_scale + self.action_bias
-        log_gaussian = -0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
-        log_det_jacobian = 2 * (math.log(2) - pre_tanh - F.softplus(-2 * pre_tanh)) + self.action_scale.log()
-        return action, (log_gaussian - log_det_jacobian).sum(-1)
-
-    def deterministic(self, policy_in: torch.Tensor) -> torch.Tensor:
-        """The mean action tanh(μ)·scale + bias, used for evaluation."""
-        return torch.tanh(self(policy_in)[0]) * self.action_scale + self.action_bias
-
-
-class TwinQNetwork(nn.Module):
-    """Q_1 and Q_2 of each of the M members as ONE ensemble of 2M MLPs."""
-
-    def __init__(self, members: int, in_dim: int, act_dim: int, hidden_dim: int):
-        super().__init__()
-        self.net = EnsembleMLP(2 * members, [in_dim + act_dim, hidden_dim, hidden_dim, 1])
-
-    def forward(self, policy_in: torch.Tensor, actions: torch.Tensor, train_params: bool = True) -> torch.Tensor:
-        """[2, M, B]: both critics' values Q_j(s, a, z) for every member."""
-        x = torch.cat([policy_in, actions], dim=-1)  # [M, B, in]; member m's Q_1 is row m, its Q_2 row M + m
-        return self.net(x.repeat(2, 1, 1), train_params).view(2, *x.shape[:2])
-
-
-class Discriminator(nn.Module):
-    """q(z|x): a classifier of z from x = [s, a] (q_ρ(z|s,a)) or x = s (q(z|s)); ONE network
-    shared by all members. Two hidden layers, ReLU, |Z| logits."""
-
-    def __init__(self, in_dim: int, hidden_dim: int, num_z: int):
-        super().__init__()
-        self.net = EnsembleMLP(1, [in_dim, hidden_dim, hidden_dim, num_z])
-
-    def logits(self, x: torch.Tensor, train_params: bool = True) -> torch.Tensor:
-        """x [..., in_dim] -> logits [..., |Z|]."""
-        return self.net(x.reshape(1, -1, x.shape[-1]), train_params).view(*x.shape[:-1], -1)
-
-    def log_prob(self, x: torch.Tensor, z: torch.Tensor, train_params: bool = True) -> torch.Tensor:
-        """log q(z|x) of the given z; x [..., in_dim], z [...] -> [...]."""
-        return self.logits(x, train_params).log_softmax(-1).gather(-1, z.unsqueeze(-1)).squeeze(-1)
-
-    def loss(self, x: torch.Tensor, z: torch.Tensor):
-        """The discriminator's loss (paper §4, maximum likelihood of ρ): E[-log q(z|x)] of the true z
-        (x [B, in_dim], z [B]); also the batch's mean log q(z|x) and accuracy."""
-        logits = self.logits(x)
-        log_q = -F.cross_entropy(logits, z, reduction="none")
-        accuracy = (logits.argmax(-1) == z).float().mean()
-        return -log_q.mean(), log_q.detach().mean(), accuracy
-
-
-def policy_input(obs: torch.Tensor, z: torch.Tensor, num_z: int, separate: bool) -> torch.Tensor:
-    """What π and Q see: [s, one_hot(z)] for the shared networks, s alone for separate ones
-    (there z is the member index)."""
-    return obs if separate else torch.cat([obs, F.one_hot(z, num_z).to(obs.dtype)], dim=-1)
-# END COPY replay buffer and networks
+            raise UsageError(f"{cli.flag(name)} ({getattr(args, name)}) must be at least --num-z ({args.num_z})")
 
 
 # ----------------------------------------------------------------------------------- losses
 # ALGO LOGIC: DIAYN's objective. Everything DIAYN adds to SAC is `augmented_reward`.
+@torch.no_grad()
 def augmented_reward(disc_s: Discriminator, batch: Batch, beta: float, reward_scale: float, add_log_pz: bool,
                      num_z: int) -> torch.Tensor:
     """r̂ = c·r + β(log q_ρ(z|s_t) [- log p(z)]) (paper §4), from the current discriminator,
     without gradient: the bonus reaches the policy only through the critic."""
-    with torch.no_grad():
-        bonus = disc_s.log_prob(batch.obs, batch.z)
-        if add_log_pz:
-            bonus = bonus + math.log(num_z)  # - log p(z) = log |Z|
-        return reward_scale * batch.rewards + beta * bonus
+    bonus = disc_s.log_prob(batch.obs, batch.z)
+    if add_log_pz:
+        bonus = bonus + math.log(num_z)  # - log p(z) = log |Z|
+    return reward_scale * batch.rewards + beta * bonus
 
 
-def critic_loss(qf: TwinQNetwork, qf_target: TwinQNetwork, actor: Actor, batch: Batch, rewards: torch.Tensor,
-                alpha: torch.Tensor, gamma: float, num_z: int, separate: bool):
-    """Soft Bellman residual of both critics (paper §4, J_Q; summed over critics and members,
-    mean over the batch, without the 1/2 as CleanRL) against the target of Eqs. 2 and 4 with
-    the augmented reward r̂:  y = r̂ + γ(1 - d)(min_j Q̄_j(s', a', z) - α log π(a'|s', z)),
-    a' ~ π(·|s', z)."""
-    with torch.no_grad():
-        next_in = policy_input(batch.next_obs, batch.z, num_z, separate)
-        next_actions, next_log_pi = actor.sample(next_in)
-        next_v = qf_target(next_in, next_actions).min(0).values - alpha * next_log_pi
-        target = rewards + gamma * (1 - batch.terminations) * next_v
-    q = qf(policy_input(batch.obs, batch.z, num_z, separate), batch.actions)  # [2, M, B]
+@torch.no_grad()
+def critic_target(qf_target: TwinQNetwork, actor: Actor, batch: Batch, rewards: torch.Tensor, alpha: torch.Tensor,
+                  gamma: float) -> torch.Tensor:
+    """The soft Bellman target of Eqs. 2 and 4 with the augmented reward r̂, a' ~ π(·|s', z):
+        y = r̂ + γ(1 - d)(min_j Q̄_j(s', a', z) - α log π(a'|s', z))."""
+    next_actions, next_log_pi = actor.sample(batch.next_obs, batch.z)
+    next_v = qf_target(batch.next_obs, batch.z, next_actions).min(0).values - alpha * next_log_pi
+    return rewards + gamma * (1 - batch.terminations) * next_v
+
+
+# COPY critic loss and discriminator batch: the same in every script with this block (tests/test_copies.py)
+def critic_loss(qf: TwinQNetwork, batch: Batch, target: torch.Tensor):
+    """Soft Bellman residual of both critics against y (§4, J_Q; sum over critics, members; batch mean; no ½)."""
+    q = qf(batch.obs, batch.z, batch.actions)  # [2, M, B]
     per_critic = (q - target).pow(2).mean(-1).sum(-1)  # each member's own mean; members are independent
     info = {"qf1_values": q[0].mean(), "qf2_values": q[1].mean(),
             "qf1_loss": per_critic[0] / q.shape[1], "qf2_loss": per_critic[1] / q.shape[1]}
     return per_critic.sum(), info
-
-
-def actor_loss(actor: Actor, qf: TwinQNetwork, obs: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor,
-               num_z: int, separate: bool):
-    """J_π(φ) = E[α log π(a|s, z) - min_j Q_j(s, a, z)], a = f_φ(ε; s, z) reparameterised: SAC's
-    actor loss (paper §4 without the discriminator term). The critics' weights get no gradient."""
-    policy_in = policy_input(obs, z, num_z, separate)
-    actions, log_pi = actor.sample(policy_in)
-    q = qf(policy_in, actions, train_params=False).min(0).values
-    return (alpha * log_pi - q).mean(-1).sum(), log_pi.detach()
-
-
-# COPY temperature and discriminator batch: the same in every script with this block (tests/test_copies.py)
-def alpha_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, target_entropy: float):
-    """J(α) = E[-α (log π(a|s, z) + H̄)] (Haarnoja et al. 2018b §5): α rises while the entropy is below H̄."""
-    return (-log_alpha.exp() * (log_pi + target_entropy)).mean()
 
 
 def discriminator_batch(batch: Batch):
@@ -348,99 +148,113 @@ def discriminator_batch(batch: Batch):
     per_member = size // members
     take = lambda x: x[:, :per_member].reshape(members * per_member, *x.shape[2:])  # noqa: E731
     return take(batch.obs), take(batch.actions), take(batch.z)
-# END COPY temperature and discriminator batch
+# END COPY critic loss and discriminator batch
 
 
-# ----------------------------------------------------------------------------------- update
+# COPY temperature loss and gradient step: the same in every script with this block (tests/test_copies.py)
+def alpha_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, target_entropy: float):
+    """J(α) = E[-α (log π + H̄)] (Haarnoja et al. 2018b §5): α rises while the policy's entropy is below H̄."""
+    return (-log_alpha.exp() * (log_pi + target_entropy)).mean()
+
+
+def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:  # one gradient step on `loss`
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+# END COPY temperature loss and gradient step
+
+
+def actor_loss(actor: Actor, qf: TwinQNetwork, obs: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor):
+    """J_π(φ) = E[α log π(a|s, z) - min_j Q_j(s, a, z)], a = f_φ(ε; s, z) reparameterised: SAC's actor loss
+    (paper §4 without the discriminator term). The critics' weights get no gradient."""
+    actions, log_pi = actor.sample(obs, z)
+    q = qf(obs, z, actions, train_params=False).min(0).values
+    return (alpha * log_pi - q).mean(-1).sum(), log_pi.detach()
+
+
+# ------------------------------------------------------------------------- the agent, its update
 class DIAYN:
-    """The networks, their optimizers and the temperature; `update()` is one training step
-    of every member (one gradient step per agent)."""
-
-    RENAMED = {"disc": "disc_s", "action_disc": "disc_sa"}  # the names in files written before 2026-12-02
+    """The networks, their optimizers and the temperature; `update()` trains every member one step."""
 
     def __init__(self, obs_dim: int, act_dim: int, action_low, action_high, args: Args, device: torch.device):
-        self.args, self.num_z, self.separate = args, args.num_z, args.separate_networks
-        members = args.num_z if args.separate_networks else 1
-        in_dim = obs_dim if args.separate_networks else obs_dim + args.num_z
-        self.actor = Actor(members, in_dim, act_dim, args.hidden_dim, action_low, action_high).to(device)
-        self.qf = TwinQNetwork(members, in_dim, act_dim, args.hidden_dim).to(device)
+        self.args, self.num_z, self.separate, self.precision = args, args.num_z, args.separate_networks, "float32"
+        self.actor = Actor(args.num_z, args.separate_networks, obs_dim, act_dim, args.hidden_dim, action_low,
+                           action_high).to(device)
+        self.qf = TwinQNetwork(args.num_z, args.separate_networks, obs_dim, act_dim, args.hidden_dim).to(device)
         self.qf_target = copy.deepcopy(self.qf).requires_grad_(False)
         # q_ρ(z|s), DIAYN's discriminator, and q(z|s,a), which only measures (Figure 2)
         self.disc_s = Discriminator(obs_dim, args.disc_hidden_dim, args.num_z).to(device)
         self.disc_sa = Discriminator(obs_dim + act_dim, args.disc_hidden_dim, args.num_z).to(device)
-        self.q_optimizer = torch.optim.Adam(self.qf.parameters(), lr=args.q_lr, fused=True)
-        # The two discriminators are independent networks trained side by side by one optimizer.
-        disc_params = [*self.disc_s.parameters(), *self.disc_sa.parameters()]
-        self.disc_optimizer = torch.optim.Adam(disc_params, lr=args.disc_lr, fused=True)
+        # COPY optimizers: the same in every script with this block (tests/test_copies.py)
+        cuda = device.type == "cuda"  # Adam `capturable` on CUDA: an update can be captured as a CUDA graph
+        self.q_optimizer = torch.optim.Adam(self.qf.parameters(), lr=args.q_lr, fused=True, capturable=cuda)
         self.target_entropy = -float(act_dim)
         self.log_alpha = torch.full((1,), math.log(args.alpha), device=device, requires_grad=args.autotune)
-        # Actor and temperature: one backward and one Adam step (two parameter groups) serve both losses;
-        # α's loss uses the log π of the actor loss's sample, drawn before the actor step (CleanRL: after).
+        # Actor and α: one backward, one Adam step; α's loss uses the actor loss's log π (CleanRL: a new sample)
         policy_groups = [{"params": self.actor.parameters(), "lr": args.policy_lr}]
         if args.autotune:
             policy_groups.append({"params": [self.log_alpha], "lr": args.q_lr})
-        self.actor_optimizer = torch.optim.Adam(policy_groups, fused=True)
-        self.info = {}  # the latest losses and measurements, as tensors (read only when logging)
+        self.actor_optimizer = torch.optim.Adam(policy_groups, fused=True, capturable=cuda)
+        # END COPY optimizers
+        disc_params = [*self.disc_s.parameters(), *self.disc_sa.parameters()]  # independent nets, one Adam
+        self.disc_optimizer = torch.optim.Adam(disc_params, lr=args.disc_lr, fused=True, capturable=cuda)
 
     def update(self, batch: Batch, update_step: int) -> dict:
+        """One training step: the critics and the discriminators; the actor (and α) every `policy_frequency`
+        updates, that many times; the targets every `target_network_frequency`. Returns the losses, as tensors."""
         args = self.args
         alpha = self.log_alpha.detach().exp()
         rewards = augmented_reward(self.disc_s, batch, args.disc_coef, args.reward_scale, args.add_log_pz, self.num_z)
-        qf_loss, self.info = critic_loss(self.qf, self.qf_target, self.actor, batch, rewards, alpha,
-                                         args.gamma, self.num_z, self.separate)
-        self.q_optimizer.zero_grad(set_to_none=True)
-        qf_loss.backward()
-        self.q_optimizer.step()
-        self.info["qf_loss"] = qf_loss.detach() / (2 * batch.z.shape[0])  # CleanRL's tag: (qf1 + qf2) / 2
-        self.info["augmented_reward"] = rewards.mean()
+        target = critic_target(self.qf_target, self.actor, batch, rewards, alpha, args.gamma)
+        qf_loss, info = critic_loss(self.qf, batch, target)
+        descend(self.q_optimizer, qf_loss)
+        info["qf_loss"] = qf_loss.detach() / (2 * batch.z.shape[0])  # CleanRL's tag: (qf1 + qf2) / 2
+        info["augmented_reward"] = rewards.mean()
 
         obs, actions, z = discriminator_batch(batch)
         disc_s_loss, log_q_s, accuracy_s = self.disc_s.loss(obs, z)
         disc_sa_loss, log_q_sa, accuracy_sa = self.disc_sa.loss(torch.cat([obs, actions], -1), z)
-        self.disc_optimizer.zero_grad(set_to_none=True)
-        (disc_s_loss + disc_sa_loss).backward()
-        self.disc_optimizer.step()
-        self.info.update({"disc_s_loss": disc_s_loss.detach(), "disc_sa_loss": disc_sa_loss.detach(),
-                          "log_q_z_given_sa": log_q_sa, "log_q_z_given_s": log_q_s,
-                          "accuracy_z_given_sa": accuracy_sa, "accuracy_z_given_s": accuracy_s})
+        descend(self.disc_optimizer, disc_s_loss + disc_sa_loss)
+        info.update({"disc_s_loss": disc_s_loss.detach(), "disc_sa_loss": disc_sa_loss.detach(),
+                     "log_q_z_given_sa": log_q_sa, "log_q_z_given_s": log_q_s,
+                     "accuracy_z_given_sa": accuracy_sa, "accuracy_z_given_s": accuracy_s})
 
-        if update_step % args.policy_frequency == 0:
-            for _ in range(args.policy_frequency):
-                pi_loss, log_pi = actor_loss(self.actor, self.qf, batch.obs, batch.z, alpha, self.num_z, self.separate)
-                self.info["actor_loss"] = pi_loss.detach() / batch.z.shape[0]
-                if args.autotune:
-                    a_loss = alpha_loss(self.log_alpha, log_pi, self.target_entropy)
-                    self.info["alpha_loss"] = a_loss.detach()
-                    pi_loss = pi_loss + a_loss
-                self.actor_optimizer.zero_grad(set_to_none=True)
-                pi_loss.backward()
-                self.actor_optimizer.step()
-                alpha = self.log_alpha.detach().exp()
-        self.info["alpha"] = alpha
+        for _ in range(args.policy_frequency if update_step % args.policy_frequency == 0 else 0):
+            pi_loss, log_pi = actor_loss(self.actor, self.qf, batch.obs, batch.z, alpha)
+            info["actor_loss"] = pi_loss.detach() / batch.z.shape[0]
+            if args.autotune:
+                a_loss = alpha_loss(self.log_alpha, log_pi, self.target_entropy)
+                info["alpha_loss"] = a_loss.detach()
+                pi_loss = pi_loss + a_loss
+            descend(self.actor_optimizer, pi_loss)
+            alpha = self.log_alpha.detach().exp()
+        info["alpha"] = alpha
 
-        if update_step % args.target_network_frequency == 0:
+        if update_step % args.target_network_frequency == 0:  # Q̄ <- (1 - τ) Q̄ + τ Q
             with torch.no_grad():
                 for target, online in zip(self.qf_target.parameters(), self.qf.parameters()):
                     target.lerp_(online, args.tau)
-        return self.info
+        return info
 
     # COPY acting and state: the same in every script with this block (tests/test_copies.py)
     def act(self, obs: torch.Tensor, z: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """Actions for N envs: obs [N, obs_dim], z [N] -> [N, act_dim]. With separate networks the
         envs are grouped by z (env i of N runs z = i // (N / |Z|)), so member m sees its own envs."""
         members = self.num_z if self.separate else 1
-        policy_in = policy_input(obs.view(members, -1, obs.shape[-1]), z.view(members, -1), self.num_z, self.separate)
-        actions = self.actor.deterministic(policy_in) if deterministic else self.actor.sample(policy_in)[0]
-        return actions.reshape(obs.shape[0], -1)
+        obs, z = obs.view(members, -1, obs.shape[-1]), z.view(members, -1)
+        actions = self.actor.deterministic(obs, z) if deterministic else self.actor.sample(obs, z)[0]
+        return actions.reshape(-1, actions.shape[-1])
 
     def policy(self, obs, z: int = 0, deterministic: bool = True) -> np.ndarray:
-        """The action of policy z for one observation as `env.reset()` or `env.step()` return it
-        (obs [obs_dim] -> action [act_dim], numpy): the mean action, or a sample."""
-        members = self.num_z if self.separate else 1
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.log_alpha.device).reshape(1, -1)
-        zs = torch.arange(members) if self.separate else torch.full((1,), z)
-        with torch.inference_mode():  # separate networks: every member acts, member z's action is kept
-            actions = self.act(obs.expand(members, -1), zs.to(obs.device), deterministic)
+        """The action of policy z for one observation as `env.reset()` or `env.step()` return it (obs [obs_dim]
+        -> action [act_dim], numpy): the mean action, or a sample, in the precision the model trained in."""
+        if not 0 <= z < self.num_z:
+            raise ValueError(f"z = {z}, but this model has |Z| = {self.num_z}: z is one of 0..{self.num_z - 1}")
+        members, device = self.num_z if self.separate else 1, self.log_alpha.device
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=device).reshape(1, -1)
+        zs = torch.arange(members, device=device) if self.separate else torch.full((1,), z, device=device)
+        with torch.inference_mode(), autocast(device, self.precision):  # separate networks: member z's action
+            actions = self.act(obs.expand(members, -1), zs, deterministic)
         return actions[z if self.separate else 0].cpu().numpy()
 
     def modules(self) -> dict:
@@ -452,12 +266,160 @@ class DIAYN:
 
 
 def load_model(path: str, device: str | torch.device = "cpu"):
-    """Load a `--save-model` file (or a checkpoint) for evaluation or plotting. Returns (agent, args):
-    a DIAYN whose actor, critics and discriminators hold the saved weights (`agent.act`, `agent.qf`)."""
-    return run_utils.load_model(path, SCRIPT, Args, DIAYN, SAVED_NETWORKS, device)
+    """A `--save-model` file (or a checkpoint) as (agent, args), e.g. to act with `agent.policy`."""
+    return checkpoint.load_model(path, SCRIPT, Args, DIAYN, SAVED_NETWORKS, device)
+
+
+# ----------------------------------------------------------------------------- environment
+# COPY environment: the same in every script with this block (tests/test_copies.py)
+def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+    """`num_envs` copies of `env_id`, SAME_STEP autoreset: when an episode ends, `step` returns the
+    next episode's first observation and the finished one's last in `infos["final_obs"]`."""
+    try:
+        envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
+                            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+    except (gym.error.Error, ImportError) as error:  # an unknown id, or module:Id with no such module
+        raise UsageError(f"cannot make environment '{env_id}': {error}") from None
+    cli.require_flat_box_spaces(envs, env_id, SCRIPT)
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+def transitions_to_store(next_obs: np.ndarray, infos: dict) -> np.ndarray:
+    """Each env's s': `next_obs`, but for an ended episode its true last observation (not the next one's first)."""
+    real_next_obs = next_obs.copy()
+    for i in np.flatnonzero(infos.get("_final_obs", [])):
+        real_next_obs[i] = infos["final_obs"][i]
+    return real_next_obs
+# END COPY environment
+
+
+# --------------------------------------------------------------------- what the buffer stores
+# COPY batch and z networks: the same in every script with this block (tests/test_copies.py)
+class Batch(NamedTuple):  # a step of the M envs, or a batch from the replay buffer (run_utils.buffer)
+    obs: torch.Tensor  # [M, B, obs_dim]
+    actions: torch.Tensor  # [M, B, act_dim]
+    rewards: torch.Tensor  # [M, B]
+    next_obs: torch.Tensor  # [M, B, obs_dim]
+    terminations: torch.Tensor  # [M, B], 1.0 where s' is terminal (no bootstrap); truncations are 0
+    z: torch.Tensor  # [M, B], int64: the z that acted
+
+
+# --------------------------------------------------------------------------------- networks
+def policy_input(obs: torch.Tensor, z: torch.Tensor, num_z: int, separate: bool) -> torch.Tensor:
+    """How z enters π and Q: [s, one_hot(z)] when shared (§4); s alone when separate: z is the member (app. B)."""
+    return obs if separate else torch.cat([obs, F.one_hot(z, num_z).to(obs.dtype)], dim=-1)
+
+
+class Actor(nn.Module):
+    """Tanh-squashed Gaussian policies π_φ(a|s, z) (one member per z, or one for all), scaled to the bounds."""
+
+    LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+    def __init__(self, num_z: int, separate: bool, obs_dim: int, act_dim: int, hidden_dim: int, low, high):
+        super().__init__()
+        self.num_z, self.separate = num_z, separate
+        in_dim = obs_dim if separate else obs_dim + num_z
+        self.net = EnsembleMLP(num_z if separate else 1, [in_dim, hidden_dim, hidden_dim, 2 * act_dim])  # μ, log σ
+        low, high = (torch.as_tensor(x, dtype=torch.float32) for x in (low, high))
+        self.register_buffer("action_scale", (high - low) / 2)
+        self.register_buffer("action_bias", (high + low) / 2)
+
+    def forward(self, obs: torch.Tensor, z: torch.Tensor):
+        mean, log_std = self.net(policy_input(obs, z, self.num_z, self.separate)).chunk(2, dim=-1)
+        log_std = self.LOG_STD_MIN + 0.5 * (self.LOG_STD_MAX - self.LOG_STD_MIN) * (torch.tanh(log_std) + 1)
+        return mean, log_std
+
+    def sample(self, obs: torch.Tensor, z: torch.Tensor):
+        """a = f_φ(ε; s, z) = tanh(μ + σ·ε)·scale + bias, ε ~ N(0, I), and log π(a|s, z) =
+        log N(u; μ, σ) - Σ log(scale·(1 - tanh(u)²)), u = μ + σ·ε, written out (no torch.distributions)
+        with log(1 - tanh(u)²) = 2·(log 2 - u - softplus(-2u))."""
+        mean, log_std = self(obs, z)
+        noise = torch.randn_like(mean)
+        pre_tanh = mean + log_std.exp() * noise
+        action = torch.tanh(pre_tanh) * self.action_scale + self.action_bias
+        log_gaussian = -0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+        log_det_jacobian = 2 * (math.log(2) - pre_tanh - F.softplus(-2 * pre_tanh)) + self.action_scale.log()
+        return action, (log_gaussian - log_det_jacobian).sum(-1)
+
+    def deterministic(self, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The mean action tanh(μ)·scale + bias, used for evaluation."""
+        return torch.tanh(self(obs, z)[0]) * self.action_scale + self.action_bias
+
+
+class TwinQNetwork(nn.Module):
+    """Q_1(s, a, z) and Q_2(s, a, z) of each of the M members as ONE ensemble of 2M MLPs."""
+
+    def __init__(self, num_z: int, separate: bool, obs_dim: int, act_dim: int, hidden_dim: int):
+        super().__init__()
+        self.num_z, self.separate = num_z, separate
+        in_dim = (obs_dim if separate else obs_dim + num_z) + act_dim
+        self.net = EnsembleMLP(2 * (num_z if separate else 1), [in_dim, hidden_dim, hidden_dim, 1])
+
+    def forward(self, obs: torch.Tensor, z: torch.Tensor, actions: torch.Tensor, train_params: bool = True):
+        """[2, M, B]: both critics of every member; `train_params=False`: gradient to the actions only."""
+        x = torch.cat([policy_input(obs, z, self.num_z, self.separate), actions], dim=-1)  # [M, B, in]
+        return self.net(x.repeat(2, 1, 1), train_params).view(2, *x.shape[:2])
+
+
+class Discriminator(nn.Module):
+    """q(z|x), z from x = [s, a] (q_ρ(z|s,a)) or x = s (q(z|s)): one MLP for all members, |Z| logits."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, num_z: int):
+        super().__init__()
+        self.net = EnsembleMLP(1, [in_dim, hidden_dim, hidden_dim, num_z])
+
+    def logits(self, x: torch.Tensor, train_params: bool = True) -> torch.Tensor:  # x [..., in] -> [..., |Z|]
+        return self.net(x.reshape(1, -1, x.shape[-1]), train_params).view(*x.shape[:-1], -1)
+
+    def log_prob(self, x: torch.Tensor, z: torch.Tensor, train_params: bool = True) -> torch.Tensor:
+        """log q(z|x) of the given z; x [..., in_dim], z [...] -> [...]."""
+        return self.logits(x, train_params).log_softmax(-1).gather(-1, z.unsqueeze(-1)).squeeze(-1)
+
+    def loss(self, x: torch.Tensor, z: torch.Tensor):
+        """Its loss E[-log q(z|x)] of the true z (§4, maximum likelihood of ρ), the mean log q(z|x), the accuracy."""
+        logits = self.logits(x)
+        log_q = -F.cross_entropy(logits, z, reduction="none")
+        accuracy = (logits.argmax(-1) == z).float().mean()
+        return -log_q.mean(), log_q.detach().mean(), accuracy
+# END COPY batch and z networks
+
+
+# COPY ensemble layer: the same in every script with this block (tests/test_copies.py)
+class EnsembleMLP(nn.Module):
+    """`members` independent MLPs (ReLU between layers), weights stacked as [members, fan_in, fan_out]:
+    [members, B, sizes[0]] -> [members, B, sizes[-1]], all members in one batched matmul per layer."""
+
+    def __init__(self, members: int, sizes: list[int]):
+        super().__init__()
+        layers = list(zip(sizes[:-1], sizes[1:]))
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(members, n_in, n_out)) for n_in, n_out in layers)
+        self.biases = nn.ParameterList(nn.Parameter(torch.empty(members, 1, n_out)) for _, n_out in layers)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.Linear's default initialisation, U(-1/√fan_in, 1/√fan_in), layer by layer."""
+        for weight, bias in zip(self.weights, self.biases):
+            for tensor in (weight, bias):
+                nn.init.uniform_(tensor, -weight.shape[1] ** -0.5, weight.shape[1] ** -0.5)
+
+    def forward(self, x: torch.Tensor, train_params: bool = True) -> torch.Tensor:
+        """`train_params=False` detaches the weights (a loss sends gradient to `x` only). Under --bf16 the hidden
+        layers multiply in bf16, the output layer in float32: a Q of 300 is not rounded to the nearest 2."""
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            if not train_params:
+                weight, bias = weight.detach(), bias.detach()
+            if i < last:
+                x = torch.relu(torch.baddbmm(bias, x, weight))
+            else:
+                with torch.autocast(x.device.type, enabled=False):
+                    x = torch.baddbmm(bias, x.float(), weight)
+        return x
+# END COPY ensemble layer
 
 
 # ------------------------------------------------------------------------------------ main
+# COPY main, with MEDE -> DIAYN in diayn_continuous.py: the same in both (tests/test_copies.py)
 def main(args: Args) -> dict | None:
     """Train, evaluate, and return the evaluation (the content of eval.json)."""
     check_args(args)
@@ -466,13 +428,16 @@ def main(args: Args) -> dict | None:
 
     num_envs = args.num_z if args.separate_networks else 1  # separate networks: env i runs z = i
     envs = make_envs(args.env_id, num_envs)
-    dims = run_utils.env_dims(envs)  # obs_dim, act_dim, action_low, action_high
+    dims = checkpoint.env_dims(envs)  # obs_dim, act_dim, action_low, action_high
     agent = DIAYN(**dims, args=args, device=device)
-    rb = ReplayBuffer(args.buffer_size // num_envs, num_envs, dims["obs_dim"], dims["act_dim"], device)
-    z_rng = run.rng("z")  # draws z ~ p(z) at the start of every episode, on a random stream of its own
+    rb = ReplayBuffer(Batch, args.buffer_size // num_envs, num_envs, device)  # env i's steps in column i
+    z_rng = run.seeds.rng("z")  # draws z ~ p(z) at the start of every episode, on a random stream of its own
     z = np.arange(num_envs) if args.separate_networks else z_rng.integers(args.num_z, size=num_envs)
     total_steps = args.total_timesteps // num_envs * num_envs  # every iteration steps every env once
     obs, start_step = run.start(agent, rb, envs, dims, total_steps, z=z, z_rng=z_rng)  # seeds and resets envs
+    # On CUDA, the update as CUDA graphs, one per schedule: does a step train the actor, update the targets?
+    agent.update = run.cuda_graphs(agent.update, lambda _, step: (step % args.policy_frequency == 0,
+                                                                   step % args.target_network_frequency == 0))
 
     with run.training():  # TRY NOT TO MODIFY: SIGINT/SIGTERM -> checkpoint and exit; NaN -> stop
         for global_step in range(start_step, total_steps, num_envs):
@@ -486,9 +451,10 @@ def main(args: Args) -> dict | None:
                                         torch.as_tensor(z, device=device)).cpu().numpy()
 
             next_obs, rewards, terminations, truncations, infos = envs.step(actions)
-            run.log_episodes(infos, global_step, z)
+            run.log.episodes(infos, global_step, z)
             # ALGO LOGIC: store (truncated transitions are stored with termination 0, so they bootstrap)
-            rb.add(obs, transitions_to_store(next_obs, infos), actions, rewards, terminations, z)
+            rb.add(obs=obs, actions=actions, rewards=rewards, next_obs=transitions_to_store(next_obs, infos),
+                   terminations=terminations, z=z)
             if not args.separate_networks:  # a new episode draws a new z
                 ended = np.flatnonzero(terminations | truncations)
                 z[ended] = z_rng.integers(args.num_z, size=len(ended))
@@ -507,7 +473,8 @@ def main(args: Args) -> dict | None:
                         separate_networks=args.separate_networks, disc_coef=args.disc_coef)
     envs.close()
     return result
+# END COPY main
 
 
 if __name__ == "__main__":
-    run_utils.main_guard(main, Args, __file__)
+    cli.main_guard(main, Args, __file__)

@@ -2,7 +2,7 @@
 and the held-out discriminability measure during training (Figure 2).
 
 This is part of the method, not plumbing. Change it here (a new metric, another way to score
-discriminability) and every script follows. run_utils.py calls it; the algorithm scripts never do.
+discriminability) and every script follows. run_utils calls it; the algorithm scripts never do.
 
 The interface it expects:
 

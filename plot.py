@@ -234,7 +234,7 @@ def rollouts(act, env_id: str, episodes: int, seed: int) -> list[np.ndarray]:
     return paths
 
 
-def q_function(agent, args, module):
+def q_function(agent, args):
     """q(state, z, actions [N, 2]) -> min_j Q_j(s, a, z) [N] of a loaded agent (z ignored with one policy)."""
     def q_values(state, z, actions):
         n = len(actions)
@@ -243,8 +243,7 @@ def q_function(agent, args, module):
                 return agent.qf(torch.tensor(state, dtype=torch.float32).view(1, 2).expand(n, 2), actions).min(0).values.numpy()
             members = args.num_z if args.separate_networks else 1
             obs = torch.tensor(state, dtype=torch.float32).view(1, 1, 2).expand(members, n, 2)
-            policy_in = module.policy_input(obs, torch.full((members, n), z), args.num_z, args.separate_networks)
-            q = agent.qf(policy_in, actions.expand(members, n, 2)).min(0).values
+            q = agent.qf(obs, torch.full((members, n), z), actions.expand(members, n, 2)).min(0).values
         return q[z if args.separate_networks else 0].numpy()
     return q_values
 
@@ -267,8 +266,8 @@ def draw_paths(ax, env, paths_by_colour, states, title):
 
 
 def figure1(args) -> str:
-    sac_agent, sac_args, sac_module = load_agent(args.sac)
-    mede_agent, mede_args, mede_module = load_agent(args.mede)
+    sac_agent, sac_args, _ = load_agent(args.sac)
+    mede_agent, mede_args, _ = load_agent(args.mede)
     if latent(sac_args):
         raise PlotError(f"--sac needs a model of a one-policy script (sac_continuous.py or a copy); {args.sac} "
                         f"has |Z| = {sac_args.num_z}")
@@ -290,7 +289,7 @@ def figure1(args) -> str:
                     rollouts(lambda s, z=z: mede_agent.policy(s, z, True), env_id, 1, args.seed)))
                   for z in range(mede_args.num_z)]
     states = args.states or [(0.0, 0.0), tuple(mede_paths[args.z][1][1][0][2]), (-2.0, 2.0)]
-    sac_q, mede_q = q_function(sac_agent, sac_args, sac_module), q_function(mede_agent, mede_args, mede_module)
+    sac_q, mede_q = q_function(sac_agent, sac_args), q_function(mede_agent, mede_args)
 
     fig = plt.figure(figsize=(12, 14))
     grid = fig.add_gridspec(4, 3, height_ratios=[1.1, 1, 1, 1], hspace=0.45, wspace=0.35)

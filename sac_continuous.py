@@ -9,12 +9,13 @@ does. The MEDE paper's SAC settings are in the README.
     python sac_continuous.py --env-id Hopper-v4
     python sac_continuous.py --env-id MultiGoal-v0 --total-timesteps 20000 --save-model
 
-Read top to bottom: arguments, environment, replay buffer, networks, the three losses, the
-update, and `main()` with the training loop. Equation numbers refer to the MEDE paper: SAC is
-its Eqs. 1-4 with a uniform prior π0 and a temperature α on the entropy term. run_utils.py
-holds the plumbing (checkpoints, progress, evaluation files), which needs no edit to change
-the algorithm.
+Read top to bottom: arguments, the three losses, the update, the machinery (environment,
+networks) and `main()` with the training loop. Equation numbers refer to the MEDE paper: SAC is
+its Eqs. 1-4 with a uniform prior π0 and a temperature α on the entropy term. The plumbing
+(checkpoints, progress, evaluation files, the replay buffer) is the run_utils package.
 """
+
+from __future__ import annotations
 
 import os
 
@@ -33,10 +34,13 @@ import torch.nn.functional as F
 
 import multidirection_ant  # noqa: F401  (registers MultiDirectionAnt-v0)
 import multigoal_env  # noqa: F401  (registers MultiGoal-v0 and MultiGoalTwo-v0)
-import run_utils
-from run_utils import Run, RunArgs, UsageError
+from run_utils import checkpoint, cli
+from run_utils.buffer import ReplayBuffer
+from run_utils.cli import RunArgs, UsageError
+from run_utils.device import autocast
+from run_utils.run import Run
 
-SCRIPT = run_utils.script_name(__file__)  # "sac_continuous", or the name of a copy
+SCRIPT = cli.script_name(__file__)  # "sac_continuous", or the name of a copy
 SAVED_NETWORKS = ("actor", "qf")  # what --save-model keeps
 
 
@@ -75,9 +79,120 @@ class Args(RunArgs):  # + the run's flags (--seed, --cuda, --threads, --checkpoi
 
 
 def check_args(args: Args) -> None:
-    run_utils.require(args, positive=["total_timesteps", "buffer_size", "batch_size", "policy_frequency",
-                                      "target_network_frequency", "hidden_dim", "policy_lr", "q_lr", "tau", "alpha"],
-                      non_negative=["learning_starts", "gamma"], at_most_one=["gamma", "tau"])
+    cli.require(args, positive=["total_timesteps", "buffer_size", "batch_size", "policy_frequency",
+                                "target_network_frequency", "hidden_dim", "policy_lr", "q_lr", "tau", "alpha"],
+                non_negative=["learning_starts", "gamma"], at_most_one=["gamma", "tau"])
+
+
+
+# ----------------------------------------------------------------------------------- losses
+# ALGO LOGIC: SAC's losses (paper Eqs. 1-4 with a temperature α and a uniform prior).
+@torch.no_grad()
+def critic_target(qf_target: TwinQNetwork, actor: Actor, batch: Batch, alpha: torch.Tensor, gamma: float):
+    """The soft Bellman target of Eqs. 2 and 4, a' ~ π(·|s'):
+        y = r + γ(1 - d)(min_j Q̄_j(s', a') - α log π(a'|s'))."""
+    next_actions, next_log_pi = actor.sample(batch.next_obs)
+    next_v = qf_target(batch.next_obs, next_actions).min(0).values - alpha * next_log_pi
+    return batch.rewards + gamma * (1 - batch.terminations) * next_v
+
+
+def critic_loss(qf: TwinQNetwork, batch: Batch, target: torch.Tensor):
+    """Soft Bellman residual of both critics against y (§4, J_Q; summed over the two critics, batch mean, without
+    the 1/2, as CleanRL: Adam is invariant to the scale)."""
+    q = qf(batch.obs, batch.actions)  # [2, 1, B]
+    per_critic = (q - target).pow(2).flatten(1).mean(1)
+    info = {"qf1_values": q[0].mean(), "qf2_values": q[1].mean(), "qf1_loss": per_critic[0], "qf2_loss": per_critic[1]}
+    return per_critic.sum(), info
+
+
+def actor_loss(actor: Actor, qf: TwinQNetwork, obs: torch.Tensor, alpha: torch.Tensor):
+    """J_π(φ) = E[α log π(a|s) - min_j Q_j(s, a)], a = f_φ(ε; s) reparameterised (paper §4,
+    without the discriminator term). The critics' weights get no gradient from it."""
+    actions, log_pi = actor.sample(obs)
+    q = qf(obs, actions, train_params=False).min(0).values
+    return (alpha * log_pi - q).mean(), log_pi.detach()
+
+
+# COPY temperature loss and gradient step: the same in every script with this block (tests/test_copies.py)
+def alpha_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, target_entropy: float):
+    """J(α) = E[-α (log π + H̄)] (Haarnoja et al. 2018b §5): α rises while the policy's entropy is below H̄."""
+    return (-log_alpha.exp() * (log_pi + target_entropy)).mean()
+
+
+def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:  # one gradient step on `loss`
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+# END COPY temperature loss and gradient step
+
+
+# ------------------------------------------------------------------------- the agent, its update
+class SAC:
+    """The networks, their optimizers and the temperature; `update()` is one training step."""
+
+    def __init__(self, obs_dim: int, act_dim: int, action_low, action_high, args: Args, device: torch.device):
+        self.args, self.precision = args, "float32"
+        self.actor = Actor(obs_dim, act_dim, args.hidden_dim, action_low, action_high).to(device)
+        self.qf = TwinQNetwork(obs_dim, act_dim, args.hidden_dim).to(device)
+        self.qf_target = copy.deepcopy(self.qf).requires_grad_(False)
+        # COPY optimizers: the same in every script with this block (tests/test_copies.py)
+        cuda = device.type == "cuda"  # Adam `capturable` on CUDA: an update can be captured as a CUDA graph
+        self.q_optimizer = torch.optim.Adam(self.qf.parameters(), lr=args.q_lr, fused=True, capturable=cuda)
+        self.target_entropy = -float(act_dim)
+        self.log_alpha = torch.full((1,), math.log(args.alpha), device=device, requires_grad=args.autotune)
+        # Actor and α: one backward, one Adam step; α's loss uses the actor loss's log π (CleanRL: a new sample)
+        policy_groups = [{"params": self.actor.parameters(), "lr": args.policy_lr}]
+        if args.autotune:
+            policy_groups.append({"params": [self.log_alpha], "lr": args.q_lr})
+        self.actor_optimizer = torch.optim.Adam(policy_groups, fused=True, capturable=cuda)
+        # END COPY optimizers
+
+    def update(self, batch: Batch, update_step: int) -> dict:
+        """One training step: the critics; the actor (and α) every `policy_frequency` steps, that many times
+        (delayed, TD3 style); the targets every `target_network_frequency`. Returns the losses, as tensors."""
+        args = self.args
+        alpha = self.log_alpha.detach().exp()
+        qf_loss, info = critic_loss(self.qf, batch, critic_target(self.qf_target, self.actor, batch, alpha, args.gamma))
+        descend(self.q_optimizer, qf_loss)
+        info["qf_loss"] = qf_loss.detach() / 2
+
+        for _ in range(args.policy_frequency if update_step % args.policy_frequency == 0 else 0):
+            pi_loss, log_pi = actor_loss(self.actor, self.qf, batch.obs, alpha)
+            info["actor_loss"] = pi_loss.detach()
+            if args.autotune:
+                a_loss = alpha_loss(self.log_alpha, log_pi, self.target_entropy)
+                info["alpha_loss"] = a_loss.detach()
+                pi_loss = pi_loss + a_loss
+            descend(self.actor_optimizer, pi_loss)
+            alpha = self.log_alpha.detach().exp()
+        info["alpha"] = alpha
+
+        if update_step % args.target_network_frequency == 0:  # Q̄ <- (1 - τ) Q̄ + τ Q
+            with torch.no_grad():
+                for target, online in zip(self.qf_target.parameters(), self.qf.parameters()):
+                    target.lerp_(online, args.tau)
+        return info
+
+    def policy(self, obs, z: int = 0, deterministic: bool = True) -> np.ndarray:
+        """The action for one observation as `env.reset()` or `env.step()` return it (obs [obs_dim] -> action
+        [act_dim], numpy): the mean action, or a sample, in the precision the model trained in. One policy: z is 0."""
+        if z != 0:
+            raise ValueError(f"z = {z}, but SAC has one policy: z is 0")
+        device = self.log_alpha.device
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=device).reshape(1, -1)
+        with torch.inference_mode(), autocast(device, self.precision):
+            actions = self.actor.deterministic(obs) if deterministic else self.actor.sample(obs)[0]
+        return actions[0].cpu().numpy()
+
+    def modules(self) -> dict:
+        """Everything with a state, by name (checkpoints hold them all)."""
+        return {"actor": self.actor, "qf": self.qf, "qf_target": self.qf_target,
+                "q_optimizer": self.q_optimizer, "actor_optimizer": self.actor_optimizer, "log_alpha": self.log_alpha}
+
+
+def load_model(path: str, device: str | torch.device = "cpu"):
+    """A `--save-model` file (or a checkpoint) as (agent, args), e.g. to act with `agent.policy`."""
+    return checkpoint.load_model(path, SCRIPT, Args, SAC, SAVED_NETWORKS, device)
 
 
 # ----------------------------------------------------------------------------- environment
@@ -88,15 +203,14 @@ def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
                             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
-    except gym.error.Error as error:
+    except (gym.error.Error, ImportError) as error:  # an unknown id, or module:Id with no such module
         raise UsageError(f"cannot make environment '{env_id}': {error}") from None
-    run_utils.require_flat_box_spaces(envs, env_id, SCRIPT)
+    cli.require_flat_box_spaces(envs, env_id, SCRIPT)
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 
 def transitions_to_store(next_obs: np.ndarray, infos: dict) -> np.ndarray:
-    """The s' of each env's transition: `next_obs`, except where an episode just ended, where
-    it is the episode's true last observation and not the first one of the next episode."""
+    """Each env's s': `next_obs`, but for an ended episode its true last observation (not the next one's first)."""
     real_next_obs = next_obs.copy()
     for i in np.flatnonzero(infos.get("_final_obs", [])):
         real_next_obs[i] = infos["final_obs"][i]
@@ -104,78 +218,37 @@ def transitions_to_store(next_obs: np.ndarray, infos: dict) -> np.ndarray:
 # END COPY environment
 
 
-# ---------------------------------------------------------------------------- replay buffer
-class Batch(NamedTuple):
-    obs: torch.Tensor  # [B, obs_dim]
-    actions: torch.Tensor  # [B, act_dim]
-    rewards: torch.Tensor  # [B]
-    next_obs: torch.Tensor  # [B, obs_dim]
-    terminations: torch.Tensor  # [B], 1.0 where s' is terminal (no bootstrap); truncations are 0
-
-
-class ReplayBuffer:
-    """A ring buffer of transitions, preallocated as tensors on `device`."""
-
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
-        self.capacity, self.device = capacity, device
-        self.obs = torch.zeros(capacity, obs_dim, device=device)
-        self.next_obs = torch.zeros(capacity, obs_dim, device=device)
-        self.actions = torch.zeros(capacity, act_dim, device=device)
-        self.rewards = torch.zeros(capacity, device=device)
-        self.terminations = torch.zeros(capacity, device=device)
-        self.pos, self.size = 0, 0
-
-    def add(self, obs, next_obs, actions, rewards, terminations) -> None:
-        """Store one step of every env (numpy arrays with a leading num_envs axis)."""
-        rows = torch.arange(self.pos, self.pos + len(obs)) % self.capacity
-        for name, value in zip(("obs", "next_obs", "actions", "rewards", "terminations"),
-                               (obs, next_obs, actions, rewards, terminations)):
-            getattr(self, name)[rows] = torch.as_tensor(value, dtype=torch.float32).to(self.device)
-        self.pos = (self.pos + len(obs)) % self.capacity
-        self.size = min(self.size + len(obs), self.capacity)
-
-    def sample(self, batch_size: int) -> Batch:
-        idx = torch.randint(0, self.size, (batch_size,), device=self.device)
-        return Batch(self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx])
-
-    def state_dict(self) -> dict:
-        """The filled rows only, as copies (a slice would drag the whole preallocated storage along)."""
-        stored = {name: getattr(self, name)[: self.size].clone().cpu() for name in Batch._fields}
-        return {**stored, "pos": self.pos, "size": self.size}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.pos, self.size = state["pos"], state["size"]
-        for name in Batch._fields:
-            getattr(self, name)[: self.size] = state[name].to(self.device)
-
-
 # --------------------------------------------------------------------------------- networks
+class Batch(NamedTuple):  # a step of the env, or a batch from the replay buffer (run_utils.buffer)
+    obs: torch.Tensor  # [1, B, obs_dim]
+    actions: torch.Tensor  # [1, B, act_dim]
+    rewards: torch.Tensor  # [1, B]
+    next_obs: torch.Tensor  # [1, B, obs_dim]
+    terminations: torch.Tensor  # [1, B], 1.0 where s' is terminal (no bootstrap); truncations are 0
+
+
 class Actor(nn.Module):
     """Tanh-squashed Gaussian policy π_φ(a|s), rescaled to the action bounds."""
 
     LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, action_low, action_high):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, low, high):
         super().__init__()
-        self.trunk = nn.Sequential(nn.Linear(obs_dim, hidden_dim), nn.ReLU(),
-                                   nn.Linear(hidden_dim, hidden_dim), nn.ReLU())
-        self.head = nn.Linear(hidden_dim, 2 * act_dim)  # mean and log-std of the Gaussian
-        low, high = (torch.as_tensor(x, dtype=torch.float32) for x in (action_low, action_high))
+        self.net = EnsembleMLP(1, [obs_dim, hidden_dim, hidden_dim, 2 * act_dim])  # μ and log σ
+        low, high = (torch.as_tensor(x, dtype=torch.float32) for x in (low, high))
         self.register_buffer("action_scale", (high - low) / 2)
         self.register_buffer("action_bias", (high + low) / 2)
 
     def forward(self, obs: torch.Tensor):
-        hidden = self.trunk(obs)
-        with torch.autocast(obs.device.type, enabled=False):  # the output layer in float32 also under --bf16
-            mean, log_std = self.head(hidden.float()).chunk(2, dim=-1)
+        """obs [..., obs_dim] -> mean and log σ [..., act_dim]."""
+        mean, log_std = self.net(obs.reshape(1, -1, obs.shape[-1])).view(*obs.shape[:-1], -1).chunk(2, dim=-1)
         log_std = self.LOG_STD_MIN + 0.5 * (self.LOG_STD_MAX - self.LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         return mean, log_std
 
     def sample(self, obs: torch.Tensor):
-        """a = f_φ(ε; s) = tanh(μ + σ·ε)·scale + bias, ε ~ N(0, I), and log π(a|s).
-
-        log π(a|s) = log N(u; μ, σ) - Σ log(scale·(1 - tanh(u)²)) with u = μ + σ·ε, written out
-        (no torch.distributions), using log(1 - tanh(u)²) = 2·(log 2 - u - softplus(-2u))."""
+        """a = f_φ(ε; s) = tanh(μ + σ·ε)·scale + bias, ε ~ N(0, I), and log π(a|s) =
+        log N(u; μ, σ) - Σ log(scale·(1 - tanh(u)²)), u = μ + σ·ε, written out (no torch.distributions)
+        with log(1 - tanh(u)²) = 2·(log 2 - u - softplus(-2u))."""
         mean, log_std = self(obs)
         noise = torch.randn_like(mean)
         pre_tanh = mean + log_std.exp() * noise
@@ -190,132 +263,51 @@ class Actor(nn.Module):
 
 
 class TwinQNetwork(nn.Module):
-    """Q_1(s, a) and Q_2(s, a) as ONE module: each layer stacks both critics' weights as
-    [2, fan_in, fan_out], so the pair runs as one batched matmul per layer."""
+    """Q_1(s, a) and Q_2(s, a) as ONE ensemble of two MLPs: one batched matmul per layer runs both."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int):
         super().__init__()
-        sizes = [obs_dim + act_dim, hidden_dim, hidden_dim, 1]
-        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            bound = fan_in**-0.5  # nn.Linear's default initialisation
-            self.weights.append(nn.Parameter(torch.empty(2, fan_in, fan_out).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(2, 1, fan_out).uniform_(-bound, bound)))
+        self.net = EnsembleMLP(2, [obs_dim + act_dim, hidden_dim, hidden_dim, 1])
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor, train_params: bool = True) -> torch.Tensor:
-        """[2, B]: both critics' values. With `train_params=False` the weights are detached, so a
-        loss on the output sends gradient to `actions` (the actor loss) but not to the critics."""
-        x = torch.cat([obs, actions], dim=-1).expand(2, -1, -1)
+        """[2, ...]: both critics' values of obs [..., obs_dim] and actions [..., act_dim]. With
+        `train_params=False` a loss sends gradient to the actions (the actor loss), not to the critics."""
+        x = torch.cat([obs, actions], dim=-1)
+        return self.net(x.reshape(1, -1, x.shape[-1]).expand(2, -1, -1), train_params).view(2, *x.shape[:-1])
+
+
+# COPY ensemble layer: the same in every script with this block (tests/test_copies.py)
+class EnsembleMLP(nn.Module):
+    """`members` independent MLPs (ReLU between layers), weights stacked as [members, fan_in, fan_out]:
+    [members, B, sizes[0]] -> [members, B, sizes[-1]], all members in one batched matmul per layer."""
+
+    def __init__(self, members: int, sizes: list[int]):
+        super().__init__()
+        layers = list(zip(sizes[:-1], sizes[1:]))
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(members, n_in, n_out)) for n_in, n_out in layers)
+        self.biases = nn.ParameterList(nn.Parameter(torch.empty(members, 1, n_out)) for _, n_out in layers)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.Linear's default initialisation, U(-1/√fan_in, 1/√fan_in), layer by layer."""
+        for weight, bias in zip(self.weights, self.biases):
+            for tensor in (weight, bias):
+                nn.init.uniform_(tensor, -weight.shape[1] ** -0.5, weight.shape[1] ** -0.5)
+
+    def forward(self, x: torch.Tensor, train_params: bool = True) -> torch.Tensor:
+        """`train_params=False` detaches the weights (a loss sends gradient to `x` only). Under --bf16 the hidden
+        layers multiply in bf16, the output layer in float32: a Q of 300 is not rounded to the nearest 2."""
         last = len(self.weights) - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             if not train_params:
                 weight, bias = weight.detach(), bias.detach()
             if i < last:
                 x = torch.relu(torch.baddbmm(bias, x, weight))
-            else:  # the output layer in float32 also under --bf16: a Q of 300 is not rounded to the nearest 2
+            else:
                 with torch.autocast(x.device.type, enabled=False):
                     x = torch.baddbmm(bias, x.float(), weight)
-        return x.squeeze(-1)
-
-
-# ----------------------------------------------------------------------------------- losses
-# ALGO LOGIC: SAC's three losses (paper Eqs. 1-4 with a temperature α and a uniform prior).
-def critic_loss(qf: TwinQNetwork, qf_target: TwinQNetwork, actor: Actor, batch: Batch,
-                alpha: torch.Tensor, gamma: float):
-    """Soft Bellman residual of both critics (paper §4, J_Q; summed over the two critics and
-    without the 1/2, as CleanRL: Adam is invariant to the scale) against the target of
-    Eqs. 2 and 4:  y = r + γ(1 - d)(min_j Q̄_j(s', a') - α log π(a'|s')),  a' ~ π(·|s')."""
-    with torch.no_grad():
-        next_actions, next_log_pi = actor.sample(batch.next_obs)
-        next_v = qf_target(batch.next_obs, next_actions).min(0).values - alpha * next_log_pi
-        target = batch.rewards + gamma * (1 - batch.terminations) * next_v
-    q = qf(batch.obs, batch.actions)
-    per_critic = (q - target).pow(2).mean(1)
-    info = {"qf1_values": q[0].mean(), "qf2_values": q[1].mean(), "qf1_loss": per_critic[0], "qf2_loss": per_critic[1]}
-    return per_critic.sum(), info
-
-
-def actor_loss(actor: Actor, qf: TwinQNetwork, obs: torch.Tensor, alpha: torch.Tensor):
-    """J_π(φ) = E[α log π(a|s) - min_j Q_j(s, a)], a = f_φ(ε; s) reparameterised (paper §4,
-    without the discriminator term). The critics' weights get no gradient from it."""
-    actions, log_pi = actor.sample(obs)
-    q = qf(obs, actions, train_params=False).min(0).values
-    return (alpha * log_pi - q).mean(), log_pi.detach()
-
-
-def alpha_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, target_entropy: float):
-    """J(α) = E[-α (log π(a|s) + H̄)] (SAC's temperature loss, Haarnoja et al. 2018b §5):
-    raises α while the entropy is below the target H̄."""
-    return (-log_alpha.exp() * (log_pi + target_entropy)).mean()
-
-
-# ----------------------------------------------------------------------------------- update
-class SAC:
-    """The networks, their optimizers and the temperature; `update()` is one training step."""
-
-    def __init__(self, obs_dim: int, act_dim: int, action_low, action_high, args: Args, device: torch.device):
-        self.args = args
-        self.actor = Actor(obs_dim, act_dim, args.hidden_dim, action_low, action_high).to(device)
-        self.qf = TwinQNetwork(obs_dim, act_dim, args.hidden_dim).to(device)
-        self.qf_target = copy.deepcopy(self.qf).requires_grad_(False)
-        self.q_optimizer = torch.optim.Adam(self.qf.parameters(), lr=args.q_lr, fused=True)
-        self.target_entropy = -float(act_dim)
-        self.log_alpha = torch.full((1,), math.log(args.alpha), device=device, requires_grad=args.autotune)
-        # The actor and the temperature have independent losses: one backward and one Adam step
-        # (two parameter groups, two learning rates) serve both. The temperature loss uses the
-        # log π of the actor loss's sample, drawn before the actor step (CleanRL draws another after).
-        policy_groups = [{"params": self.actor.parameters(), "lr": args.policy_lr}]
-        if args.autotune:
-            policy_groups.append({"params": [self.log_alpha], "lr": args.q_lr})
-        self.actor_optimizer = torch.optim.Adam(policy_groups, fused=True)
-        self.info = {}  # the latest losses, as tensors (read only when logging)
-
-    def update(self, batch: Batch, global_step: int) -> dict:
-        alpha = self.log_alpha.detach().exp()
-        qf_loss, self.info = critic_loss(self.qf, self.qf_target, self.actor, batch, alpha, self.args.gamma)
-        self.q_optimizer.zero_grad(set_to_none=True)
-        qf_loss.backward()
-        self.q_optimizer.step()
-        self.info["qf_loss"] = qf_loss.detach() / 2
-
-        if global_step % self.args.policy_frequency == 0:
-            for _ in range(self.args.policy_frequency):  # compensate for the delay
-                pi_loss, log_pi = actor_loss(self.actor, self.qf, batch.obs, alpha)
-                self.info["actor_loss"] = pi_loss.detach()
-                if self.args.autotune:
-                    a_loss = alpha_loss(self.log_alpha, log_pi, self.target_entropy)
-                    self.info["alpha_loss"] = a_loss.detach()
-                    pi_loss = pi_loss + a_loss
-                self.actor_optimizer.zero_grad(set_to_none=True)
-                pi_loss.backward()
-                self.actor_optimizer.step()
-                alpha = self.log_alpha.detach().exp()
-        self.info["alpha"] = alpha
-
-        if global_step % self.args.target_network_frequency == 0:
-            with torch.no_grad():
-                for target, online in zip(self.qf_target.parameters(), self.qf.parameters()):
-                    target.lerp_(online, self.args.tau)
-        return self.info
-
-    def policy(self, obs, z: int = 0, deterministic: bool = True) -> np.ndarray:
-        """The action for one observation as `env.reset()` or `env.step()` return it (obs [obs_dim]
-        -> action [act_dim], numpy): the mean action, or a sample. There is one policy: z is ignored."""
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.log_alpha.device).reshape(1, -1)
-        with torch.inference_mode():
-            actions = self.actor.deterministic(obs) if deterministic else self.actor.sample(obs)[0]
-        return actions[0].cpu().numpy()
-
-    def modules(self) -> dict:
-        """Everything with a state, by name (checkpoints hold them all)."""
-        return {"actor": self.actor, "qf": self.qf, "qf_target": self.qf_target,
-                "q_optimizer": self.q_optimizer, "actor_optimizer": self.actor_optimizer, "log_alpha": self.log_alpha}
-
-# ------------------------------------------------------------------------------- evaluation
-def load_model(path: str, device: str | torch.device = "cpu"):
-    """Load a `--save-model` file (or a checkpoint) for evaluation or plotting. Returns (agent, args):
-    a SAC whose actor and critics hold the saved weights (`agent.policy`, `agent.actor`, `agent.qf`)."""
-    return run_utils.load_model(path, SCRIPT, Args, SAC, SAVED_NETWORKS, device)
+        return x
+# END COPY ensemble layer
 
 
 # ------------------------------------------------------------------------------------ main
@@ -326,10 +318,13 @@ def main(args: Args) -> dict | None:
     device = run.device
 
     envs = make_envs(args.env_id, num_envs=1)
-    dims = run_utils.env_dims(envs)  # obs_dim, act_dim, action_low, action_high
+    dims = checkpoint.env_dims(envs)  # obs_dim, act_dim, action_low, action_high
     agent = SAC(**dims, args=args, device=device)
-    rb = ReplayBuffer(args.buffer_size, dims["obs_dim"], dims["act_dim"], device)
+    rb = ReplayBuffer(Batch, args.buffer_size, 1, device)
     obs, start_step = run.start(agent, rb, envs, dims, args.total_timesteps)  # seeds and resets envs
+    # On CUDA, the update as CUDA graphs, one per schedule: does a step train the actor, update the targets?
+    agent.update = run.cuda_graphs(agent.update, lambda _, step: (step % args.policy_frequency == 0,
+                                                                   step % args.target_network_frequency == 0))
 
     with run.training():  # TRY NOT TO MODIFY: SIGINT/SIGTERM -> checkpoint and exit; NaN -> stop
         for global_step in range(start_step, args.total_timesteps):
@@ -342,9 +337,10 @@ def main(args: Args) -> dict | None:
                 actions = actions.cpu().numpy()
 
             next_obs, rewards, terminations, truncations, infos = envs.step(actions)
-            run.log_episodes(infos, global_step)
+            run.log.episodes(infos, global_step)
             # ALGO LOGIC: store (truncated transitions are stored with termination 0, so they bootstrap)
-            rb.add(obs, transitions_to_store(next_obs, infos), actions, rewards, terminations)
+            rb.add(obs=obs, actions=actions, rewards=rewards, next_obs=transitions_to_store(next_obs, infos),
+                   terminations=terminations)
             obs = next_obs
 
             if global_step >= args.learning_starts:  # ALGO LOGIC: update
@@ -361,4 +357,4 @@ def main(args: Args) -> dict | None:
 
 
 if __name__ == "__main__":
-    run_utils.main_guard(main, Args, __file__)
+    cli.main_guard(main, Args, __file__)

@@ -72,14 +72,12 @@ try:
 except ImportError:
     ray = None
 
+from run_utils.cli import BAD_INPUT, DONE, FAILED, NAN, UsageError  # noqa: E402  (after ray's optional import)
+
 REPO = os.path.dirname(os.path.abspath(__file__))
 # Flags of the scripts that the sweep sets for each trial, and what to do instead.
 SWEEP_FLAGS = {"--env-id": "use --env-ids", "--seed": "use --seeds", "--run-dir": "the sweep names them (--dir)",
                "--resume": "rerun the sweep to resume its trials", "--threads": "each trial runs one thread on one CPU"}
-
-
-class UsageError(Exception):
-    """Bad input from the user: reported as one line on stderr, exit code 2."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -90,8 +88,7 @@ class TrialFailed(Exception):
     """The script crashed or was interrupted: Ray runs the trial again (from its checkpoint)."""
 
 
-# The scripts' exit codes (run_utils.py): which are worth another attempt.
-DONE, FAILED, BAD_INPUT, NAN = 0, 1, 2, 3
+# The scripts' exit codes (run_utils.cli): which are worth another attempt.
 NOT_RETRIED = {DONE: "exited without writing eval.json", BAD_INPUT: "bad input", NAN: "a loss became NaN"}
 
 

@@ -84,7 +84,7 @@ def run_ours(contender: Ours, warmup_steps: int, steps: int, threads: int) -> tu
     timestamps and the precision the run chose."""
     sys.path.insert(0, REPO)
     module = importlib.import_module(contender.script.removesuffix(".py"))
-    run_utils = importlib.import_module("run_utils")
+    device, cli = importlib.import_module("run_utils.device"), importlib.import_module("run_utils.cli")
     agent_class = getattr(module, contender.agent_class)
     update, stamps, chosen = agent_class.update, [], []
 
@@ -97,10 +97,10 @@ def run_ours(contender: Ours, warmup_steps: int, steps: int, threads: int) -> tu
         return chosen[-1]
 
     agent_class.update = timed_update
-    choose_precision, run_utils.choose_precision = run_utils.choose_precision, recorded_precision
+    choose_precision, device.choose_precision = device.choose_precision, recorded_precision
     flags = ["--env-id", "Hopper-v4", "--learning-starts", str(warmup_steps), "--threads", str(threads),
              "--total-timesteps", str(warmup_steps + steps), "--eval-episodes", "0", "--checkpoint-every", "0"]
-    module.main(run_utils.parse_args(module.Args, module.__file__, flags + list(contender.flags)))
+    module.main(cli.parse_args(module.Args, module.__file__, flags + list(contender.flags)))
     return stamps, chosen[0]
 
 

@@ -11,7 +11,8 @@ import torch
 
 import diayn_continuous as diayn
 import mede_continuous as mede
-import run_utils
+from run_utils import cli, device
+from run_utils.run import Run
 import sac_continuous as sac
 
 DIMS = dict(obs_dim=5, act_dim=2, action_low=-np.ones(2), action_high=np.ones(2))
@@ -68,16 +69,14 @@ def test_one_bf16_update_stays_close_to_the_float32_update(name, kwargs):
 @pytest.mark.parametrize("name, kwargs", CASES)
 def test_under_bf16_the_losses_log_probabilities_and_q_values_are_float32_and_not_rounded(name, kwargs):
     agent, batch = agent_and_batch(name, **kwargs)
-    critic = agent.qf if name == "sac" else agent.qf.net
     with torch.no_grad():  # large outputs, as a trained critic has: bf16 would round 300.3 to 300
-        critic.biases[-1].fill_(300.3)
-    module = {"sac": sac, "mede": mede, "diayn": diayn}[name]
-    policy_in = batch.obs if name == "sac" else module.policy_input(batch.obs, batch.z, 3, agent.separate)
-    q32 = agent.qf(policy_in, batch.actions)
+        agent.qf.net.biases[-1].fill_(300.3)
+    states = (batch.obs,) if name == "sac" else (batch.obs, batch.z)  # SAC's networks take no z
+    q32 = agent.qf(*states, batch.actions)
     with BF16():
         assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16  # autocast is on
-        _, log_pi = agent.actor.sample(policy_in)
-        q16 = agent.qf(policy_in, batch.actions)
+        _, log_pi = agent.actor.sample(*states)
+        q16 = agent.qf(*states, batch.actions)
         if name != "sac":
             log_q = agent.disc_sa.log_prob(torch.cat([batch.obs, batch.actions], -1), batch.z)
             assert log_q.dtype == torch.float32
@@ -93,9 +92,9 @@ def test_under_bf16_the_losses_log_probabilities_and_q_values_are_float32_and_no
 def test_run_autocast_does_not_reuse_bf16_copies_of_weights_that_changed(tmp_path, monkeypatch):
     """An update steps the actor more than once (policy_frequency 2): each forward pass must see
     the weights as they are, not a bf16 copy cached before the optimizer step."""
-    monkeypatch.setenv(run_utils.EMULATED_BF16, "1")
+    monkeypatch.setenv(device.EMULATED_BF16, "1")
     monkeypatch.chdir(tmp_path)
-    run = run_utils.Run(sac.Args(bf16=True, cuda=False), sac.__file__)
+    run = Run(sac.Args(bf16=True, cuda=False), sac.__file__)
     layer = torch.nn.Linear(4, 4)
     x = torch.ones(1, 4)
     with run.autocast():
@@ -104,7 +103,7 @@ def test_run_autocast_does_not_reuse_bf16_copies_of_weights_that_changed(tmp_pat
             layer.weight.add_(1.0)
         after = layer(x)
     assert not torch.equal(before, after)
-    run.release_lock()
+    run.dir.release()
 
 
 # --------------------------------------------------------------------------- whole runs
@@ -125,7 +124,7 @@ def only_run(root):
 
 @pytest.mark.parametrize("name", ["sac", "mede"])
 def test_a_resumed_bf16_run_computes_exactly_what_an_uninterrupted_one_computes(tmp_path, monkeypatch, name):
-    monkeypatch.setenv(run_utils.EMULATED_BF16, "1")
+    monkeypatch.setenv(device.EMULATED_BF16, "1")
     module = SCRIPTS[name][0]
     results, losses = {}, {}
     for how in ("uninterrupted", "interrupted", "float32"):
@@ -136,7 +135,7 @@ def test_a_resumed_bf16_run_computes_exactly_what_an_uninterrupted_one_computes(
             module.main(make_args(name, bf16=True, total_timesteps=300, checkpoint_every=300))
             checkpoint = str(only_run(tmp_path / how) / "checkpoint.pt")
             assert torch.load(checkpoint, weights_only=False)["precision"] == "bfloat16"
-            args = run_utils.parse_args(module.Args, module.__file__, ["--resume", checkpoint, "--total-timesteps", "600"])
+            args = cli.parse_args(module.Args, module.__file__, ["--resume", checkpoint, "--total-timesteps", "600"])
             results[how] = module.main(args)
         else:
             results[how] = module.main(make_args(name, bf16=bf16, total_timesteps=600, checkpoint_every=300))
@@ -156,8 +155,8 @@ def scalars(run_dir, tag="losses/qf_loss"):
 
 
 def test_without_native_bf16_the_run_says_so_in_one_line_and_runs_float32(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv(run_utils.EMULATED_BF16, raising=False)
-    monkeypatch.setattr(run_utils, "native_bf16", lambda device: False)
+    monkeypatch.delenv(device.EMULATED_BF16, raising=False)
+    monkeypatch.setattr(device, "native_bf16", lambda device: False)
     monkeypatch.chdir(tmp_path)
     result = mede.main(make_args("mede", bf16=True))
     said = [line for line in capsys.readouterr().err.splitlines() if "--bf16" in line]
@@ -166,8 +165,8 @@ def test_without_native_bf16_the_run_says_so_in_one_line_and_runs_float32(tmp_pa
 
 
 def test_with_native_bf16_the_run_trains_in_bfloat16_and_records_it(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv(run_utils.EMULATED_BF16, raising=False)
-    monkeypatch.setattr(run_utils, "native_bf16", lambda device: True)
+    monkeypatch.delenv(device.EMULATED_BF16, raising=False)
+    monkeypatch.setattr(device, "native_bf16", lambda device: True)
     monkeypatch.chdir(tmp_path)
     result = sac.main(make_args("sac", bf16=True))
     assert "--bf16" not in capsys.readouterr().err
@@ -181,14 +180,14 @@ def test_with_native_bf16_the_run_trains_in_bfloat16_and_records_it(tmp_path, mo
 
 def test_a_resume_in_another_precision_is_refused_in_one_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(run_utils, "native_bf16", lambda device: True)
+    monkeypatch.setattr(device, "native_bf16", lambda device: True)
     mede.main(make_args("mede", bf16=True, total_timesteps=200, checkpoint_every=200))
     run_dir = str(only_run(tmp_path))
-    with pytest.raises(run_utils.UsageError, match="--bf16 True \\(asked: False\\)"):
-        mede.main(run_utils.parse_args(mede.Args, mede.__file__, ["--resume", run_dir, "--no-bf16",
+    with pytest.raises(cli.UsageError, match="--bf16 True \\(asked: False\\)"):
+        mede.main(cli.parse_args(mede.Args, mede.__file__, ["--resume", run_dir, "--no-bf16",
                                                                   "--total-timesteps", "400"]))
     # the same run on a CPU that only emulates bf16: refused, saying what to do
-    monkeypatch.setattr(run_utils, "native_bf16", lambda device: False)
-    monkeypatch.delenv(run_utils.EMULATED_BF16, raising=False)
-    with pytest.raises(run_utils.UsageError, match="trains in bfloat16.*AVX512-BF16 or AMX"):
-        mede.main(run_utils.parse_args(mede.Args, mede.__file__, ["--resume", run_dir, "--total-timesteps", "400"]))
+    monkeypatch.setattr(device, "native_bf16", lambda device: False)
+    monkeypatch.delenv(device.EMULATED_BF16, raising=False)
+    with pytest.raises(cli.UsageError, match="trains in bfloat16.*AVX512-BF16 or AMX"):
+        mede.main(cli.parse_args(mede.Args, mede.__file__, ["--resume", run_dir, "--total-timesteps", "400"]))

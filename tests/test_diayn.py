@@ -62,11 +62,12 @@ def test_critic_target_uses_the_augmented_reward_and_no_discriminator_prior():
     # y = [1 + 0.9·(3 + 0.5), 2] = [4.15, 2];  Q_1 = [4, 2] -> 0.0225/2;  Q_2 = [5, 1] -> (0.7225 + 1)/2
     batch = diayn.Batch(obs=torch.zeros(1, 2, 2), actions=torch.zeros(1, 2, 2), rewards=torch.full((1, 2), 99.0),
                         next_obs=torch.zeros(1, 2, 2), terminations=torch.tensor([[0.0, 1.0]]), z=torch.tensor([[0, 1]]))
-    actor = SimpleNamespace(sample=lambda x: (torch.zeros(1, 2, 2), torch.tensor([[-1.0, 0.5]])))
-    qf_target = lambda x, a, train_params=True: torch.tensor([[[3.0, 5.0]], [[4.0, 1.0]]])  # noqa: E731
-    qf = lambda x, a, train_params=True: torch.tensor([[[4.0, 2.0]], [[5.0, 1.0]]])  # noqa: E731
-    loss, _ = diayn.critic_loss(qf, qf_target, actor, batch, torch.tensor([[1.0, 2.0]]), torch.tensor(0.5),
-                                gamma=0.9, num_z=2, separate=False)
+    actor = SimpleNamespace(sample=lambda s, z: (torch.zeros(1, 2, 2), torch.tensor([[-1.0, 0.5]])))
+    qf_target = lambda s, z, a, train_params=True: torch.tensor([[[3.0, 5.0]], [[4.0, 1.0]]])  # noqa: E731
+    qf = lambda s, z, a, train_params=True: torch.tensor([[[4.0, 2.0]], [[5.0, 1.0]]])  # noqa: E731
+    target = diayn.critic_target(qf_target, actor, batch, torch.tensor([[1.0, 2.0]]), torch.tensor(0.5), gamma=0.9)
+    assert torch.allclose(target, torch.tensor([[4.15, 2.0]]))
+    loss, _ = diayn.critic_loss(qf, batch, target)
     assert loss.item() == pytest.approx(0.0225 / 2 + (0.7225 + 1) / 2, abs=1e-6)
 
 

@@ -16,7 +16,8 @@ import torch
 
 import evaluation
 import mede_continuous as mede
-import run_utils
+from run_utils import cli
+from run_utils.run import Run
 import sac_continuous as sac
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +28,7 @@ SMALL = ["--env-id", "MultiGoal-v0", "--hidden-dim", "16", "--learning-starts", 
 
 
 def args_of(module, *flags):
-    return run_utils.parse_args(module.Args, module.__file__, [*SMALL, *flags])
+    return cli.parse_args(module.Args, module.__file__, [*SMALL, *flags])
 
 
 def wait_for(condition, what: str, timeout: float = 300):
@@ -47,7 +48,7 @@ def test_a_second_process_on_a_live_run_directory_is_refused_in_one_line(tmp_pat
         wait_for(lambda: (tmp_path / "run" / "checkpoint.pt").exists(), "the first run's checkpoint")
         second = subprocess.run([sys.executable, script, "--resume", "run"], cwd=tmp_path, capture_output=True,
                                 text=True, timeout=120)
-        assert second.returncode == run_utils.BAD_INPUT
+        assert second.returncode == cli.BAD_INPUT
         assert second.stderr.strip() == (f"sac_continuous.py: error: {tmp_path / 'run'} is in use by process "
                                          f"{first.pid} on {os.uname().nodename}: one run directory, one writer")
     finally:
@@ -87,7 +88,7 @@ def test_a_sigterm_during_the_evaluation_checkpoints_and_the_resume_redoes_only_
 
     trained = []
     monkeypatch.setattr(mede.MEDE, "update", lambda *a, **k: trained.append(1))
-    result = mede.main(run_utils.parse_args(mede.Args, mede.__file__, command[-2:]))
+    result = mede.main(cli.parse_args(mede.Args, mede.__file__, command[-2:]))
     assert trained == [] and len(calls) == 2, "the resume trains nothing and evaluates once"
     assert result["global_step"] == 300 and (run_dir / "eval.json").exists()
     assert sorted(p.name for p in run_dir.glob("*.pt")) == ["checkpoint.pt", "mede_continuous.pt"]  # no duplicate
@@ -95,13 +96,13 @@ def test_a_sigterm_during_the_evaluation_checkpoints_and_the_resume_redoes_only_
 
 def test_a_signal_between_training_and_the_evaluation_is_not_lost(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    real_finish = run_utils.Run.finish
+    real_finish = Run.finish
 
     def signal_first(self, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGINT)  # arrives while signals are still deferred
         return real_finish(self, *args, **kwargs)
 
-    monkeypatch.setattr(run_utils.Run, "finish", signal_first)
+    monkeypatch.setattr(Run, "finish", signal_first)
     with pytest.raises(SystemExit) as stopped:
         sac.main(args_of(sac, "--total-timesteps", "200", "--checkpoint-every", "0", "--run-dir", "run"))
     assert stopped.value.code == 128 + signal.SIGINT
@@ -124,7 +125,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_one_and_stops_in_one_lin
     with pytest.raises(SystemExit) as stopped:
         sac.main(args_of(sac, "--total-timesteps", "1000", "--checkpoint-every", "200", "--run-dir", "run"))
     monkeypatch.undo()
-    assert stopped.value.code == run_utils.FAILED
+    assert stopped.value.code == cli.FAILED
     (line,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert line.startswith("sac_continuous.py: error: cannot write the checkpoint at step 400 (No space left on device)")
     assert "the last checkpoint (step 200) is intact" in line and "--resume" in line
@@ -153,7 +154,7 @@ def test_a_write_the_file_system_refuses_keeps_the_last_checkpoint_and_stops_in_
     done = subprocess.run([sys.executable, script, "--resume", "run", "--total-timesteps", "2000",
                            "--checkpoint-every", "1000"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           preexec_fn=file_size_limit)
-    assert done.returncode == run_utils.FAILED, done.stderr
+    assert done.returncode == cli.FAILED, done.stderr
     (line,) = [line for line in done.stderr.splitlines() if "error" in line]
     assert line.startswith("sac_continuous.py: error: cannot write the checkpoint at step 1000 (File too large)")
     assert "the last checkpoint (step 200) is intact" in line and "Traceback" not in done.stderr
@@ -166,15 +167,15 @@ def test_a_resumed_run_does_not_keep_the_replaced_checkpoint_mapped(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     sac.main(args_of(sac, "--total-timesteps", "300", "--checkpoint-every", "100", "--run-dir", "run"))
     held = []
-    real_save = run_utils.Run.save_checkpoint
+    real_save = Run.save_checkpoint
 
     def save_and_look(self, *args, **kwargs):
         real_save(self, *args, **kwargs)
         with open("/proc/self/maps") as f:  # mappings of files that no longer exist: "... (deleted)"
             held.extend(line for line in f if "checkpoint.pt" in line and "(deleted)" in line)
 
-    monkeypatch.setattr(run_utils.Run, "save_checkpoint", save_and_look)
-    sac.main(run_utils.parse_args(sac.Args, sac.__file__, ["--resume", "run", "--total-timesteps", "500"]))
+    monkeypatch.setattr(Run, "save_checkpoint", save_and_look)
+    sac.main(cli.parse_args(sac.Args, sac.__file__, ["--resume", "run", "--total-timesteps", "500"]))
     assert held == []
 
 
@@ -312,9 +313,9 @@ def test_the_lock_of_a_run_that_failed_before_training_is_let_go_in_the_same_pro
 
     monkeypatch.setattr(sac, "make_envs", broken_envs)
     with pytest.raises(RuntimeError):
-        sac.main(run_utils.parse_args(sac.Args, sac.__file__, ["--resume", "run", "--total-timesteps", "300"]))
+        sac.main(cli.parse_args(sac.Args, sac.__file__, ["--resume", "run", "--total-timesteps", "300"]))
     monkeypatch.undo()
     gc.collect()  # the failed run's Run is garbage: its lock goes with it
     monkeypatch.chdir(tmp_path)
-    result = sac.main(run_utils.parse_args(sac.Args, sac.__file__, ["--resume", "run", "--total-timesteps", "300"]))
+    result = sac.main(cli.parse_args(sac.Args, sac.__file__, ["--resume", "run", "--total-timesteps", "300"]))
     assert result["global_step"] == 300

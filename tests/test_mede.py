@@ -53,12 +53,14 @@ def test_critic_target_is_eq6_with_the_alpha_beta_log_q_term():
     # Q_1 = [4, 3]: ((4 - 3.8)² + (3 - 4)²) / 2 = (0.04 + 1) / 2 = 0.52
     # Q_2 = [3, 5]: ((3 - 3.8)² + (5 - 4)²) / 2 = (0.64 + 1) / 2 = 0.82       total 1.34
     batch = fake_batch([[1.0, 2.0]], [[0.0, 1.0]], [[0, 1]])
-    actor = SimpleNamespace(sample=lambda x: (torch.zeros(1, 2, 2), torch.tensor([[-1.0, 0.5]])))
+    actor = SimpleNamespace(sample=lambda s, z: (torch.zeros(1, 2, 2), torch.tensor([[-1.0, 0.5]])))
     disc = SimpleNamespace(log_prob=lambda x, z, train_params=True: torch.tensor([[-1.5, -2.0]]))
-    qf_target = lambda x, a, train_params=True: torch.tensor([[[3.0, 5.0]], [[4.0, 1.0]]])  # noqa: E731
-    qf_online = lambda x, a, train_params=True: torch.tensor([[[4.0, 3.0]], [[3.0, 5.0]]])  # noqa: E731
-    loss, info = mede.critic_loss(qf_online, qf_target, actor, disc, batch, alpha=torch.tensor(0.5), beta=2.0,
-                                  reward_scale=2.0, gamma=0.9, num_z=2, separate=False)
+    qf_target = lambda s, z, a, train_params=True: torch.tensor([[[3.0, 5.0]], [[4.0, 1.0]]])  # noqa: E731
+    qf_online = lambda s, z, a, train_params=True: torch.tensor([[[4.0, 3.0]], [[3.0, 5.0]]])  # noqa: E731
+    target = mede.critic_target(qf_target, actor, disc, batch, alpha=torch.tensor(0.5), beta=2.0, reward_scale=2.0,
+                                gamma=0.9)
+    assert torch.allclose(target, torch.tensor([[3.8, 4.0]]))
+    loss, info = mede.critic_loss(qf_online, batch, target)
     assert loss.item() == pytest.approx(1.34, abs=1e-6)
     assert info["qf1_loss"].item() == pytest.approx(0.52, abs=1e-6)
     assert info["qf2_loss"].item() == pytest.approx(0.82, abs=1e-6)
@@ -67,11 +69,11 @@ def test_critic_target_is_eq6_with_the_alpha_beta_log_q_term():
 def test_actor_loss_is_the_paper_objective():
     # log π = [-1, 2], log q = [-0.5, -3], min_j Q_j = [1, 4]; α = 0.5, β = 2:
     # 0.5·(-1 + 1) - 1 = -1;  0.5·(2 + 6) - 4 = 0  -> mean -0.5
-    actor = SimpleNamespace(sample=lambda x: (torch.zeros(1, 2, 2), torch.tensor([[-1.0, 2.0]])))
+    actor = SimpleNamespace(sample=lambda s, z: (torch.zeros(1, 2, 2), torch.tensor([[-1.0, 2.0]])))
     disc = SimpleNamespace(log_prob=lambda x, z, train_params=True: torch.tensor([[-0.5, -3.0]]))
-    qf = lambda x, a, train_params=True: torch.tensor([[[1.0, 6.0]], [[2.0, 4.0]]])  # noqa: E731
+    qf = lambda s, z, a, train_params=True: torch.tensor([[[1.0, 6.0]], [[2.0, 4.0]]])  # noqa: E731
     loss, _ = mede.actor_loss(actor, qf, disc, torch.zeros(1, 2, 2), torch.tensor([[0, 1]]), torch.tensor(0.5),
-                              beta=2.0, disc_grad=True, num_z=2, separate=False)
+                              beta=2.0, disc_grad=True)
     assert loss.item() == pytest.approx(-0.5, abs=1e-6)
 
 
@@ -108,7 +110,7 @@ def actor_grads(agent, batch, disc_grad, seed=0):
     agent.actor.zero_grad(set_to_none=True)
     torch.manual_seed(seed)  # the same ε every time
     loss, _ = mede.actor_loss(agent.actor, agent.qf, agent.disc_sa, batch.obs, batch.z, torch.tensor(0.3), 1.0,
-                              disc_grad, agent.num_z, agent.separate)
+                              disc_grad)
     loss.backward()
     return [p.grad.clone() for p in agent.actor.parameters()]
 
@@ -193,9 +195,10 @@ def test_separate_networks_equal_each_agent_run_alone(monkeypatch):
     def losses_and_grads(a, b):
         a.qf.zero_grad(set_to_none=True)
         a.actor.zero_grad(set_to_none=True)
-        q_loss, _ = mede.critic_loss(a.qf, a.qf_target, a.actor, a.disc_sa, b, torch.tensor(0.3), 1.0, 1.0, 0.99, 3, True)
+        target = mede.critic_target(a.qf_target, a.actor, a.disc_sa, b, torch.tensor(0.3), 1.0, 1.0, 0.99)
+        q_loss, _ = mede.critic_loss(a.qf, b, target)
         q_loss.backward()
-        pi_loss, _ = mede.actor_loss(a.actor, a.qf, a.disc_sa, b.obs, b.z, torch.tensor(0.3), 1.0, True, 3, True)
+        pi_loss, _ = mede.actor_loss(a.actor, a.qf, a.disc_sa, b.obs, b.z, torch.tensor(0.3), 1.0, True)
         pi_loss.backward()
         return q_loss, pi_loss, [p.grad for p in a.qf.parameters()], [p.grad for p in a.actor.parameters()]
 
@@ -220,7 +223,7 @@ def test_separate_agents_act_on_their_own_envs():
     obs = torch.randn(3, 4)
     together = agent.act(obs, torch.arange(3), deterministic=True)
     for m in range(3):
-        alone = member_slice(agent, m).actor.deterministic(obs[m].view(1, 1, 4))
+        alone = member_slice(agent, m).actor.deterministic(obs[m].view(1, 1, 4), torch.zeros(1, 1, dtype=torch.long))
         assert torch.allclose(together[m], alone.view(-1), atol=1e-6)
 
 
@@ -297,6 +300,7 @@ def run_script(*flags, cwd):
     (["--total-timesteps", "0"], "--total-timesteps must be positive"),
     (["--learning-starts", "-1"], "--learning-starts must be >= 0"),
     (["--env-id", "NoSuchEnv-v0"], "cannot make environment 'NoSuchEnv-v0'"),
+    (["--env-id", "nomod:X-v0"], "cannot make environment 'nomod:X-v0': No module named 'nomod'"),
     (["--env-id", "CartPole-v1"], "continuous (Box) action space"),
     (["--separate-networks", "--num-z", "8", "--batch-size", "4"], "--batch-size (4) must be at least --num-z (8)"),
 ])

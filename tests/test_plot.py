@@ -16,7 +16,7 @@ from torch.utils.tensorboard import SummaryWriter
 import evaluation
 import mede_continuous as mede
 import plot
-import run_utils
+from run_utils import files
 import sac_continuous as sac
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -187,7 +187,7 @@ def test_table1_rejects_a_file_that_is_not_an_eval_json(tmp_path):
 
 
 def save_model(module, agent_state, args, path, dims):
-    run_utils.atomic_save({"script": module.SCRIPT, "args": asdict(args), "dims": dims, "agent": agent_state}, path)
+    files.atomic_save({"script": module.SCRIPT, "args": asdict(args), "dims": dims, "agent": agent_state}, path)
 
 
 def tiny_models(tmp_path, separate=False):
@@ -236,11 +236,11 @@ def test_figure1_panels_from_tiny_models(tmp_path, figures, monkeypatch, separat
     for q_soft, q_z, s_z in zip(drawn[0::3], drawn[1::3], drawn[2::3]):
         np.testing.assert_allclose(s_z, q_soft - q_z, atol=1e-6)
         assert not np.allclose(q_soft, q_z)
-    sac_q, mede_q = (plot.q_function(*plot.load_agent(path)) for path in (sac_path, mede_path))
-    actions = torch.rand(5, 2) * 2 - 1
-    direct = mede_agent.qf(mede.policy_input(torch.tensor([[[1.0, 1.0]]]).expand(3 if separate else 1, 5, 2),
-                                             torch.full((3 if separate else 1, 5), 1), 3, separate),
-                           actions.expand(3 if separate else 1, 5, 2)).min(0).values[1 if separate else 0]
+    sac_q, mede_q = (plot.q_function(*plot.load_agent(path)[:2]) for path in (sac_path, mede_path))
+    actions, members = torch.rand(5, 2) * 2 - 1, 3 if separate else 1
+    z_input = torch.eye(3)[1].expand(1, 5, 3) if not separate else torch.zeros(members, 5, 0)  # separate: member 1
+    x = torch.cat([torch.tensor([[[1.0, 1.0]]]).expand(members, 5, 2), z_input, actions.expand(members, 5, 2)], -1)
+    direct = mede_agent.qf.net(x.repeat(2, 1, 1)).view(2, members, 5).min(0).values[1 if separate else 0]
     np.testing.assert_allclose(mede_q((1.0, 1.0), 1, actions), direct.detach().numpy(), atol=1e-5)
     assert sac_q((1.0, 1.0), 0, actions).shape == (5,)
 

@@ -69,8 +69,8 @@ def test_sac_update_matches_a_straightforward_implementation(fixed_noise):
     next_noise, noise = torch.randn(batch_size, act_dim), torch.randn(batch_size, act_dim)
 
     # The reference: separate critics and optimizers, built from the agent's initial weights.
-    actor = nn.Sequential(copy.deepcopy(agent.actor.trunk), copy.deepcopy(agent.actor.head))
-    critics = [sequential_from_stacked(agent.qf.weights, agent.qf.biases, j) for j in range(2)]
+    actor = sequential_from_stacked(agent.actor.net.weights, agent.actor.net.biases, 0)
+    critics = [sequential_from_stacked(agent.qf.net.weights, agent.qf.net.biases, j) for j in range(2)]
     targets = [copy.deepcopy(c) for c in critics]
     log_alpha = torch.tensor([np.log(0.3)], dtype=torch.float32, requires_grad=True)
     q_opt = torch.optim.Adam([p for c in critics for p in c.parameters()], lr=args.q_lr)
@@ -111,22 +111,24 @@ def test_sac_update_matches_a_straightforward_implementation(fixed_noise):
     assert info["qf_loss"].item() * 2 == pytest.approx(ref_qf_loss.item(), rel=1e-5)
     assert info["actor_loss"].item() == pytest.approx(ref_actor_loss.item(), rel=1e-5, abs=1e-6)
     assert info["alpha_loss"].item() == pytest.approx(ref_alpha_loss.item(), rel=1e-5, abs=1e-7)
-    fast_critic_grads = [g for j in range(2) for w, b in zip(agent.qf.weights, agent.qf.biases)
+    fast_critic_grads = [g for j in range(2) for w, b in zip(agent.qf.net.weights, agent.qf.net.biases)
                          for g in (w.grad[j].T, b.grad[j, 0])]
     assert len(fast_critic_grads) == len(ref_critic_grads)
     for fast, ref in zip(fast_critic_grads, ref_critic_grads):
         torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-6)
-    for fast, ref in zip(grads(agent.actor.trunk) + grads(agent.actor.head), ref_actor_grads):
+    fast_actor_grads = [g for w, b in zip(agent.actor.net.weights, agent.actor.net.biases)
+                        for g in (w.grad[0].T, b.grad[0, 0])]
+    for fast, ref in zip(fast_actor_grads, ref_actor_grads):
         torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-6)
     # ... and the same weights after the steps.
     for j in range(2):
-        torch.testing.assert_close(sequential_from_stacked(agent.qf.weights, agent.qf.biases, j).state_dict(),
+        torch.testing.assert_close(sequential_from_stacked(agent.qf.net.weights, agent.qf.net.biases, j).state_dict(),
                                    critics[j].state_dict(), rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(
-            sequential_from_stacked(agent.qf_target.weights, agent.qf_target.biases, j).state_dict(),
+            sequential_from_stacked(agent.qf_target.net.weights, agent.qf_target.net.biases, j).state_dict(),
             targets[j].state_dict(), rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(nn.Sequential(agent.actor.trunk, agent.actor.head).state_dict(), actor.state_dict(),
-                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(sequential_from_stacked(agent.actor.net.weights, agent.actor.net.biases, 0).state_dict(),
+                               actor.state_dict(), rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(agent.log_alpha.detach(), log_alpha.detach())
 
 

@@ -1,4 +1,4 @@
-"""The run infrastructure (run_utils.py), tested once, through the three scripts where it is
+"""The run infrastructure (the run_utils package), tested once, through the three scripts where it is
 their wiring that matters: exact resume, SIGTERM/SIGINT and the printed resume command, NaN,
 checkpoints of another run rejected, checkpoint size, a copied script, resume of a run
 directory or of a finished run, warnings, progress, and the evaluation's M. Ant directions."""
@@ -22,7 +22,8 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 import diayn_continuous as diayn
 import evaluation
 import mede_continuous as mede
-import run_utils
+from run_utils import cli, device, files
+from run_utils import progress as progress_module
 import sac_continuous as sac
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,7 +69,7 @@ def test_a_resumed_run_computes_exactly_what_an_uninterrupted_run_computes(tmp_p
     run_dir = only_run(interrupted)
     checkpoint = str(run_dir / "checkpoint.pt")
     assert torch.load(checkpoint, weights_only=False)["global_step"] == 300
-    resumed = module.main(run_utils.parse_args(module.Args, module.__file__, ["--resume", checkpoint, "--total-timesteps", "700"]))
+    resumed = module.main(cli.parse_args(module.Args, module.__file__, ["--resume", checkpoint, "--total-timesteps", "700"]))
     assert only_run(interrupted) == run_dir, "a resumed run keeps its directory"
 
     expected, got = losses(only_run(uninterrupted)), losses(run_dir)
@@ -153,7 +154,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         module.main(make_args(name, total_timesteps=1000, checkpoint_every=100))
-    assert exit_info.value.code == run_utils.NAN == 3
+    assert exit_info.value.code == cli.NAN == 3
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "NaN or infinite" in err and "last good checkpoint" in err and "intact" in err
     state = torch.load(only_run(tmp_path) / "checkpoint.pt", weights_only=False)
@@ -180,7 +181,7 @@ def test_nan_in_the_last_updates_writes_no_model_and_no_evaluation(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         module.main(make_args(name, total_timesteps=400, checkpoint_every=0, save_model=True))
-    assert exit_info.value.code == run_utils.NAN
+    assert exit_info.value.code == cli.NAN
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "NaN or infinite" in err and "no model or evaluation written" in err and "no checkpoint" in err
     assert sorted(p.name for p in only_run(tmp_path).iterdir() if not p.name.startswith(("events", ".lock"))) == []
@@ -188,7 +189,7 @@ def test_nan_in_the_last_updates_writes_no_model_and_no_evaluation(tmp_path, mon
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     path = str(tmp_path / "checkpoint.pt")
-    run_utils.atomic_save({"version": 1}, path)
+    files.atomic_save({"version": 1}, path)
 
     def crash(obj, f):
         f.write(b"half a checkpoint")
@@ -196,7 +197,7 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError):
-        run_utils.atomic_save({"version": 2}, path)
+        files.atomic_save({"version": 2}, path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=False) == {"version": 1}
 
@@ -237,7 +238,7 @@ def test_nothing_the_user_made_is_overwritten(tmp_path, monkeypatch):
     first, second = sorted((tmp_path / "runs").iterdir())
     assert second.name == first.name + ".1"
     before, model_before = (first / "eval.json").read_text(), (first / "sac_continuous.pt").read_bytes()
-    sac.main(run_utils.parse_args(sac.Args, sac.__file__, ["--resume", str(first / "checkpoint.pt"), "--total-timesteps", "300"]))
+    sac.main(cli.parse_args(sac.Args, sac.__file__, ["--resume", str(first / "checkpoint.pt"), "--total-timesteps", "300"]))
     assert (first / "eval.step200.json").read_text() == before
     assert (first / "sac_continuous.step200.pt").read_bytes() == model_before
     assert json.loads((first / "eval.json").read_text())["global_step"] == 300
@@ -269,8 +270,9 @@ def copy_of_mede(tmp_path):
     """`cp mede_continuous.py my_mede.py`, next to the modules it imports, as a researcher does."""
     project = tmp_path / "project"
     project.mkdir()
-    for module in ("run_utils.py", "evaluation.py", "multigoal_env.py", "multidirection_ant.py"):
+    for module in ("evaluation.py", "multigoal_env.py", "multidirection_ant.py"):
         shutil.copy(os.path.join(ROOT, module), project)
+    shutil.copytree(os.path.join(ROOT, "run_utils"), project / "run_utils", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(os.path.join(ROOT, "mede_continuous.py"), project / "my_mede.py")
     return str(project / "my_mede.py")
 
@@ -320,7 +322,7 @@ def test_resume_accepts_the_run_directory_and_rejects_other_files_in_one_line(tm
     monkeypatch.chdir(tmp_path)
     sac.main(make_args("sac", total_timesteps=200, checkpoint_every=200))
     run_dir = only_run(tmp_path)
-    sac.main(run_utils.parse_args(sac.Args, sac.__file__, ["--resume", str(run_dir), "--total-timesteps", "300"]))
+    sac.main(cli.parse_args(sac.Args, sac.__file__, ["--resume", str(run_dir), "--total-timesteps", "300"]))
     assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["global_step"] == 300
     assert "evaluation file, not a checkpoint" in command_error("sac_continuous.py", "--resume",
                                                                 str(run_dir / "eval.json"), cwd=tmp_path)
@@ -360,22 +362,22 @@ def test_run_dir_is_used_as_given_and_never_reused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     sac.main(make_args("sac", total_timesteps=200, checkpoint_every=200, run_dir="trial/run"))
     assert (tmp_path / "trial" / "run" / "eval.json").exists() and not (tmp_path / "runs").exists()
-    with pytest.raises(run_utils.UsageError, match="already holds a run; continue it with --resume"):
+    with pytest.raises(cli.UsageError, match="already holds a run; continue it with --resume"):
         sac.main(make_args("sac", total_timesteps=200, run_dir="trial/run"))
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("mine")
-    with pytest.raises(run_utils.UsageError, match="is not empty"):
+    with pytest.raises(cli.UsageError, match="is not empty"):
         sac.main(make_args("sac", total_timesteps=200, run_dir="notes"))
     assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
-    with pytest.raises(run_utils.UsageError, match="below the step this run has reached"):
-        sac.main(run_utils.parse_args(sac.Args, sac.__file__, ["--resume", "trial/run", "--total-timesteps", "100"]))
+    with pytest.raises(cli.UsageError, match="below the step this run has reached"):
+        sac.main(cli.parse_args(sac.Args, sac.__file__, ["--resume", "trial/run", "--total-timesteps", "100"]))
 
 
 # ------------------------------------------------------------------------- progress (issue 11)
 def test_progress_rate_is_that_of_the_recent_steps_not_of_the_warm_up(monkeypatch, capsys):
     clock = [1000.0]
     monkeypatch.setattr(time, "time", lambda: clock[0])
-    progress = run_utils.Progress(total=100_000, start=0, learning_starts=5_000)
+    progress = progress_module.Progress(total=100_000, start=0, learning_starts=5_000)
     for second in range(1, 6):  # warm-up: 1000 random steps a second
         clock[0] += 1
         progress.update(1000 * second, None)
@@ -388,14 +390,14 @@ def test_progress_rate_is_that_of_the_recent_steps_not_of_the_warm_up(monkeypatc
     assert err.count("learning at 50 steps/s") == 1 and "take about 0:31:09" in err
     last = [line for line in err.splitlines() if line.startswith("step ")][-1]
     step = int(last.split()[1].split("/")[0])
-    assert step > 5000 and "| 50 SPS |" in last and f"ETA {run_utils.format_duration((100_000 - step) / 50)}" in last
+    assert step > 5000 and "| 50 SPS |" in last and f"ETA {progress_module.format_duration((100_000 - step) / 50)}" in last
 
 
 def test_progress_on_a_terminal_clears_the_rest_of_the_line(monkeypatch, capsys):
     clock = [0.0]
     monkeypatch.setattr(time, "time", lambda: clock[0])
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    progress = run_utils.Progress(total=1000, start=0, learning_starts=0)
+    progress = progress_module.Progress(total=1000, start=0, learning_starts=0)
     for step in range(1, 1001):
         clock[0] += 0.01
         progress.update(step, None)
@@ -521,32 +523,31 @@ def test_the_probe_gives_chance_for_identical_policies_and_near_certainty_for_di
     assert torch.equal(torch.get_rng_state(), random_state)
 
 
-# ------------------------------------------------- files written before the discriminators' rename
-DATA = os.path.join(ROOT, "tests", "data")  # written by commit 06152c6 (2026-11), with disc/state_disc/action_disc
-
-
-@pytest.mark.parametrize("name, old_sa, old_s", [("mede", "disc", "state_disc"), ("diayn", "action_disc", "disc")])
-def test_model_files_written_before_the_rename_still_load(name, old_sa, old_s):
-    path = os.path.join(DATA, f"{name}_model_2026-11.torch")
-    saved = torch.load(path, map_location="cpu", weights_only=False)["agent"]
-    agent, args = SCRIPTS[name].load_model(path)
-    for new, old in (("disc_sa", old_sa), ("disc_s", old_s)):
-        for key, value in getattr(agent, new).state_dict().items():
-            assert torch.equal(value, saved[old][key]), f"{new} is not the file's {old}"
-    assert args.bf16 is False  # a flag newer than the file takes its default
+# ----------------------------------------------------- files written before today's flags
+DATA = os.path.join(ROOT, "tests", "data")  # written by commit 06152c6 (2026-11), before --bf16 and --cuda-graphs
 
 
 @pytest.mark.parametrize("name", ["mede", "diayn"])
-def test_checkpoints_written_before_the_rename_still_resume(tmp_path, name):
+def test_model_files_written_before_newer_flags_still_load(name):
+    path = os.path.join(DATA, f"{name}_model_2026-11.torch")
+    saved = torch.load(path, map_location="cpu", weights_only=False)["agent"]
+    agent, args = SCRIPTS[name].load_model(path)
+    for network in ("actor", "disc_sa", "disc_s"):
+        for key, value in getattr(agent, network).state_dict().items():
+            assert torch.equal(value, saved[network][key]), f"{network} is not the file's"
+    assert args.bf16 is False and args.cuda_graphs is True  # flags newer than the file take their defaults
+    assert agent.precision == "float32"  # a file without a precision was trained in float32
+
+
+@pytest.mark.parametrize("name", ["mede", "diayn"])
+def test_checkpoints_written_before_newer_flags_still_resume(tmp_path, name):
     run_dir = tmp_path / "old_run"
     run_dir.mkdir()
     shutil.copy(os.path.join(DATA, f"{name}_checkpoint_2026-11.torch"), run_dir / "checkpoint.pt")
     module = SCRIPTS[name]
-    result = module.main(run_utils.parse_args(module.Args, module.__file__,
-                                              ["--resume", str(run_dir), "--total-timesteps", "400"]))
+    result = module.main(cli.parse_args(module.Args, module.__file__,
+                                        ["--resume", str(run_dir), "--total-timesteps", "400"]))
     assert result["global_step"] == 400 and result["precision"] == "float32"
-    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
-    assert {"disc_sa", "disc_s"} <= state["agent"].keys() and "state_disc" not in state["agent"]
 
 
 def test_multigoal_evaluation_records_each_episodes_goal_and_the_goals_compass_names():
@@ -576,10 +577,34 @@ def test_the_readmes_rollout_of_a_saved_model_works_on_what_env_reset_returns(tm
         x = torch.as_tensor(obs).view(1, 1, 2)
         for z in range(3):
             if kwargs:
-                expected = agent.actor.deterministic(x.expand(3, 1, 2))[z, 0]
+                mean = agent.actor.net(x.expand(3, 1, 2))[z, 0, :2]
             else:
-                expected = agent.actor.deterministic(torch.cat([x, torch.eye(3)[z].view(1, 1, 3)], -1))[0, 0]
+                mean = agent.actor.net(torch.cat([x, torch.eye(3)[z].view(1, 1, 3)], -1))[0, 0, :2]
+            expected = torch.tanh(mean) * agent.actor.action_scale + agent.actor.action_bias
             np.testing.assert_allclose(agent.policy(obs, z=z), expected.detach().numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="z is one of 0..2" if name != "sac" else "one policy: z is 0"):
+        agent.policy(obs, z=7)  # a clear line, not torch's index error
+
+
+def test_a_bf16_model_acts_in_bf16_as_it_trained_and_as_eval_json_scored_it(tmp_path, monkeypatch):
+    monkeypatch.setenv(device.EMULATED_BF16, "1")
+    monkeypatch.chdir(tmp_path)
+    result = mede.main(make_args("mede", total_timesteps=200, save_model=True, bf16=True, eval_episodes=2))
+    agent, _ = mede.load_model(str(only_run(tmp_path) / "mede_continuous.pt"))
+    assert agent.precision == "bfloat16"
+    import gymnasium as gym
+    env = gym.make("MultiGoal-v0")
+    episode_return, (obs, _), done = 0.0, env.reset(seed=1 + evaluation.EVAL_SEED_OFFSET), False
+    while not done:  # the evaluation's first episode of z = 0, replayed through agent.policy
+        obs, reward, terminated, truncated, _ = env.step(agent.policy(obs, z=0))
+        episode_return, done = episode_return + reward, terminated or truncated
+    assert episode_return == pytest.approx(result["per_z"][0]["returns"][0], abs=1e-6)
+    agent.precision = "float32"  # the same weights acting in float32 give other actions
+    obs, _ = env.reset(seed=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        in_bf16 = agent.actor.net(torch.cat([torch.as_tensor(obs).view(1, 1, 2), torch.eye(3)[:1].view(1, 1, 3)], -1))
+    assert not np.allclose(agent.policy(obs, z=0), (torch.tanh(in_bf16[0, 0, :2]) * agent.actor.action_scale
+                                                    + agent.actor.action_bias).detach().numpy(), atol=0, rtol=0)
 
 
 # ------------------------------------------------------------ files that load on any device (issue 36)
@@ -593,7 +618,47 @@ def test_a_cpu_run_saves_no_cuda_random_state_and_a_cuda_state_is_skipped_with_a
     state["rng"]["cuda"] = torch.zeros(16, dtype=torch.uint8)  # as a CUDA run's checkpoint holds it
     torch.save(state, path)
     capsys.readouterr()
-    result = sac.main(run_utils.parse_args(sac.Args, sac.__file__, ["--resume", str(path), "--total-timesteps", "300"]))
+    result = sac.main(cli.parse_args(sac.Args, sac.__file__, ["--resume", str(path), "--total-timesteps", "300"]))
     assert result["global_step"] == 300
     assert "note: the checkpoint's CUDA random state is skipped: this run is on the CPU" in capsys.readouterr().err
 
+
+
+# ------------------------------------------------------------ environments the scripts meet (issue 37)
+class GoalEnvWithALambda(__import__("multigoal_env").MultiGoalEnv):
+    """A user's environment with an attribute that deep-copies but does not pickle."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.shaping = lambda reward: reward
+
+
+class UnboundedActions(__import__("multigoal_env").MultiGoalEnv):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        import gymnasium as gym
+        self.action_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+
+
+def test_an_environment_that_does_not_pickle_is_checkpointed_without_its_state_and_resumes(
+        tmp_path, monkeypatch, capsys):
+    import gymnasium as gym
+    gym.register("GoalWithALambda-v0", entry_point=GoalEnvWithALambda, max_episode_steps=30)
+    monkeypatch.chdir(tmp_path)
+    sac.main(make_args("sac", env_id="GoalWithALambda-v0", total_timesteps=300, checkpoint_every=100))
+    err = capsys.readouterr().err
+    assert err.count("cannot be saved") == 1 and "env(s) [0]" in err, err  # one warning line, not one per checkpoint
+    run_dir = only_run(tmp_path)
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["global_step"] == 300
+    result = sac.main(cli.parse_args(sac.Args, sac.__file__, ["--resume", str(run_dir), "--total-timesteps", "400"]))
+    assert result["global_step"] == 400
+    assert "start a new episode" in capsys.readouterr().out
+
+
+def test_an_unbounded_action_space_is_refused_with_the_reason(tmp_path, monkeypatch):
+    import gymnasium as gym
+    gym.register("UnboundedGoal-v0", entry_point=UnboundedActions, max_episode_steps=30)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(cli.UsageError, match="unbounded action space.*tanh.*RescaleAction"):
+        mede.main(make_args("mede", env_id="UnboundedGoal-v0"))
+    assert not (tmp_path / "runs").exists()

@@ -20,7 +20,8 @@ from torch.distributions import AffineTransform, Normal, TanhTransform, Transfor
 
 import evaluation
 import sac_continuous as sac
-from sac_continuous import (SAC, Actor, Args, Batch, TwinQNetwork, actor_loss, alpha_loss, critic_loss,
+from run_utils.buffer import ReplayBuffer
+from sac_continuous import (SAC, Actor, Args, Batch, TwinQNetwork, actor_loss, alpha_loss, critic_loss, critic_target,
                             load_model, main, make_envs, transitions_to_store)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +77,9 @@ def test_critic_loss_hand_computed():
     # critic 1: Q_1 - y = [-0.25, 1.0, 1.0]  -> mean square (0.0625 + 1 + 1)/3 = 0.6875
     # critic 2: Q_2 - y = [1.0, 0.0, -1.0]   -> mean square (1 + 0 + 1)/3     = 0.666...
     # loss = 0.6875 + 2/3 = 65/48 = 1.3541666...
-    loss, info = critic_loss(qf, qf_target, actor, batch, alpha=t([0.5]), gamma=0.5)
+    target = critic_target(qf_target, actor, batch, alpha=t([0.5]), gamma=0.5)
+    torch.testing.assert_close(target, t([2.25, -2.0, -0.5]))
+    loss, info = critic_loss(qf, batch, target)
     assert loss.item() == pytest.approx(65 / 48, abs=1e-6)
     assert info["qf1_loss"].item() == pytest.approx(0.6875, abs=1e-6)
     assert info["qf2_loss"].item() == pytest.approx(2 / 3, abs=1e-6)
@@ -104,8 +107,9 @@ def test_critic_loss_termination_only_stops_bootstrap():
     # y = [1 + 0.9·4.1, 1] = [4.69, 1.0];  Q = 0 everywhere -> loss = 2 · (4.69² + 1²)/2 = 22.9961
     batch = Batch(obs=t([[0.0], [0.0]]), actions=t([[0.0], [0.0]]), rewards=t([1.0, 1.0]),
                   next_obs=t([[1.0], [1.0]]), terminations=t([0.0, 1.0]))
-    loss, _ = critic_loss(FakeQ([[0.0, 0.0], [0.0, 0.0]]), FakeQ([[4.0, 4.0], [6.0, 6.0]]),
-                          FakeActor([[0.0], [0.0]], [-0.5, -0.5]), batch, alpha=t([0.2]), gamma=0.9)
+    target = critic_target(FakeQ([[4.0, 4.0], [6.0, 6.0]]), FakeActor([[0.0], [0.0]], [-0.5, -0.5]), batch,
+                           alpha=t([0.2]), gamma=0.9)
+    loss, _ = critic_loss(FakeQ([[0.0, 0.0], [0.0, 0.0]]), batch, target)
     assert loss.item() == pytest.approx(4.69**2 + 1.0, rel=1e-6)
 
 
@@ -153,7 +157,7 @@ def test_actor_loss_gradients_real_networks():
     grads_before = _actor_grads(actor, qf, obs, alpha=t([0.2]))
     assert all(p.grad is None for p in qf.parameters())
     with torch.no_grad():
-        qf.weights[-1].mul_(-3.0)
+        qf.net.weights[-1].mul_(-3.0)
     grads_after = _actor_grads(actor, qf, obs, alpha=t([0.2]))
     assert any(not torch.allclose(a, b) for a, b in zip(grads_before, grads_after))
 
@@ -227,8 +231,8 @@ def test_actor_saturated_actions_stay_in_bounds_with_finite_log_prob():
     torch.manual_seed(2)
     actor = Actor(3, 2, 32, LOW, HIGH)
     with torch.no_grad():  # push the means far out: tanh saturates to ±1 in float32
-        actor.head.bias[:2] = torch.tensor([30.0, -30.0])
-        actor.head.weight.zero_()
+        actor.net.biases[-1][0, 0, :2] = torch.tensor([30.0, -30.0])
+        actor.net.weights[-1].zero_()
     action, log_pi = actor.sample(torch.randn(64, 3))
     assert (action >= t(LOW)).all() and (action <= t(HIGH)).all()
     assert torch.isfinite(log_pi).all()
@@ -252,7 +256,7 @@ def test_twin_q_equals_two_independent_mlps():
     assert out.shape == (2, 7)
     for j in range(2):
         x = torch.cat([obs, act], dim=-1)
-        layers = list(zip(qf.weights, qf.biases))
+        layers = list(zip(qf.net.weights, qf.net.biases))
         for i, (w, b) in enumerate(layers):  # w: [2, fan_in, fan_out], b: [2, 1, fan_out]
             x = F.linear(x, w[j].T, b[j, 0])
             if i < len(layers) - 1:
@@ -260,7 +264,7 @@ def test_twin_q_equals_two_independent_mlps():
         torch.testing.assert_close(out[j], x.squeeze(-1))
     # two different critics: different weights and different values
     assert not torch.allclose(out[0], out[1])
-    for w in qf.weights:
+    for w in qf.net.weights:
         assert not torch.equal(w[0], w[1])
 
 
@@ -269,7 +273,7 @@ def test_twin_q_critics_are_separate_parameters():
     qf = TwinQNetwork(3, 2, 16)
     out = qf(torch.randn(5, 3), torch.randn(5, 2))
     out[0].sum().backward()  # a loss on critic 1 only
-    for p in [*qf.weights, *qf.biases]:
+    for p in qf.parameters():
         assert p.grad[0].abs().sum() > 0
         assert torch.equal(p.grad[1], torch.zeros_like(p.grad[1]))
 
@@ -307,7 +311,7 @@ def test_update_moves_target_by_tau():
     assert all(torch.equal(a, b) for a, b in zip(params(agent.qf), params(agent.qf_target)))
     for step in range(3):
         target_before, online_before = params(agent.qf_target), params(agent.qf)
-        agent.update(random_batch(seed=step), global_step=step)
+        agent.update(random_batch(seed=step), update_step=step)
         target_after, online_after = params(agent.qf_target), params(agent.qf)
         assert any(not torch.equal(a, b) for a, b in zip(online_before, online_after)), "critic not trained"
         for tb, ta, on in zip(target_before, target_after, online_after):
@@ -322,7 +326,7 @@ def test_update_target_network_frequency():
     agent = make_agent(tau=0.25, target_network_frequency=2)
     for step in range(4):
         before = params(agent.qf_target)
-        agent.update(random_batch(seed=step), global_step=step)
+        agent.update(random_batch(seed=step), update_step=step)
         moved = any(not torch.equal(a, b) for a, b in zip(before, params(agent.qf_target)))
         assert moved == (step % 2 == 0), f"step {step}"
 
@@ -331,7 +335,7 @@ def test_update_policy_frequency_delays_actor():
     agent = make_agent(policy_frequency=2)
     for step in range(4):
         before = params(agent.actor)
-        agent.update(random_batch(seed=step), global_step=step)
+        agent.update(random_batch(seed=step), update_step=step)
         changed = any(not torch.equal(a, b) for a, b in zip(before, params(agent.actor)))
         assert changed == (step % 2 == 0), f"step {step}: actor changed={changed}"
     # on each of the two even steps the actor takes policy_frequency = 2 optimizer steps
@@ -344,7 +348,7 @@ def test_update_alpha_autotune(autotune):
     agent = make_agent(autotune=autotune, alpha=0.3)
     alphas = []
     for step in range(4):
-        info = agent.update(random_batch(seed=step), global_step=step)
+        info = agent.update(random_batch(seed=step), update_step=step)
         alphas.append(float(info["alpha"]))
         assert float(info["alpha"]) == pytest.approx(agent.log_alpha.exp().item())
     if autotune:
@@ -372,8 +376,8 @@ def test_replay_buffer_respects_episode_boundaries(tmp_path, monkeypatch):
     assert result is None  # eval_episodes 0
     buf = torch.load(run_dir / "checkpoint.pt", weights_only=False)["buffer"]
     assert buf["size"] == steps and buf["pos"] == steps
-    obs, next_obs, actions = (buf[k].double().numpy() for k in ("obs", "next_obs", "actions"))
-    rewards, terminations = buf["rewards"].double().numpy(), buf["terminations"].double().numpy()
+    obs, next_obs, actions = (buf[k][:, 0].double().numpy() for k in ("obs", "next_obs", "actions"))  # env 0
+    rewards, terminations = buf["rewards"][:, 0].double().numpy(), buf["terminations"][:, 0].double().numpy()
     assert obs.shape == next_obs.shape == actions.shape == (steps, 2)
     assert set(np.unique(terminations)) <= {0.0, 1.0}
 
@@ -445,33 +449,38 @@ def test_make_envs_is_same_step_autoreset():
 
 # ------------------------------------------------------------------------ replay buffer
 def test_replay_buffer_ring_sample_and_state():
-    rb = sac.ReplayBuffer(5, 2, 1, torch.device("cpu"))
+    rb = ReplayBuffer(Batch, 5, 3, torch.device("cpu"))  # three envs side by side, five rows
 
-    def add(values):  # one step of len(values) envs; every field encodes the value
+    def add(values):  # one step of the three envs; every field encodes the value
         v = np.asarray(values, dtype=np.float32)
-        rb.add(np.stack([v, -v], 1), np.stack([v + 100, -v], 1), v[:, None] + 0.5, v + 1000, (v % 2 == 0).astype(np.float32))
+        rb.add(obs=np.stack([v, -v], 1), actions=v[:, None] + 0.5, rewards=v + 1000, next_obs=np.stack([v + 100, -v], 1),
+               terminations=v % 2 == 0)
 
-    add([0, 1, 2])
-    assert (rb.pos, rb.size) == (3, 3)
+    add([0, 10, 20])
+    add([1, 11, 21])
+    assert (rb.pos, rb.size) == (2, 2)
     batch = rb.sample(500)
-    # only stored rows are sampled, all of them, and every field of a sample comes from the same row
-    assert set(batch.obs[:, 0].tolist()) == {0.0, 1.0, 2.0}
-    v = batch.obs[:, 0]
-    torch.testing.assert_close(batch.next_obs[:, 0], v + 100)
-    torch.testing.assert_close(batch.actions[:, 0], v + 0.5)
+    assert batch.obs.shape == (3, 500, 2) and batch.rewards.shape == (3, 500) and batch.obs.dtype == torch.float32
+    # only stored rows are sampled, all of them, each env's from its own column, every field from one row
+    for m in range(3):
+        assert set(batch.obs[m, :, 0].tolist()) == {10.0 * m, 10.0 * m + 1}
+    v = batch.obs[..., 0]
+    torch.testing.assert_close(batch.next_obs[..., 0], v + 100)
+    torch.testing.assert_close(batch.actions[..., 0], v + 0.5)
     torch.testing.assert_close(batch.rewards, v + 1000)
     torch.testing.assert_close(batch.terminations, (v % 2 == 0).float())
 
-    add([3, 4, 5])  # wraps: rows 3, 4, then row 0 is overwritten by 5
+    for k in range(2, 6):  # wraps: rows 2, 3, 4, then row 0 is overwritten by 5
+        add([k, 10 + k, 20 + k])
     assert (rb.pos, rb.size) == (1, 5)
-    assert rb.obs[:, 0].tolist() == [5.0, 1.0, 2.0, 3.0, 4.0]
-    assert set(rb.sample(500).obs[:, 0].tolist()) == {1.0, 2.0, 3.0, 4.0, 5.0}
+    assert rb.columns["obs"][:, 0, 0].tolist() == [5.0, 1.0, 2.0, 3.0, 4.0]
+    assert set(rb.sample(500).obs[0, :, 0].tolist()) == {1.0, 2.0, 3.0, 4.0, 5.0}
 
-    copy = sac.ReplayBuffer(5, 2, 1, torch.device("cpu"))
+    copy = ReplayBuffer(Batch, 5, 3, torch.device("cpu"))
     copy.load_state_dict(rb.state_dict())
     assert (copy.pos, copy.size) == (rb.pos, rb.size)
     for name in Batch._fields:
-        assert torch.equal(getattr(copy, name), getattr(rb, name))
+        assert torch.equal(copy.columns[name], rb.columns[name])
 
 
 # -------------------------------------------------------------------------- determinism
