@@ -16,6 +16,9 @@ Everything is exact (float64 linear algebra and value iteration, no sampling, no
 - Theorem 1 from its definitions, Theorem 2 with S_z from the recursion of Eq. 9, Theorem 3 with
   M_z from Eq. 11, each as the largest absolute error over states, actions, z and MDPs, and each
   also without the condition it needs, to show that the condition matters.
+- §3.3's "S*_z -> 0 as p(z|s) -> 1": S*_z and Q*_soft - Q*_z as p(z|s) of one z is driven towards 1,
+  at every state (through the prior p(z)), in a room that z has to itself and never leaves, and in
+  a room that z has to itself but whose actions lead to a state that every z visits.
 """
 
 import argparse
@@ -87,11 +90,14 @@ def state_visitation(mdp: MDP, pi: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------ the MEDE optimum
-def posteriors(mdp: MDP, pis: np.ndarray):
-    """The exact posteriors of |Z| policies pis [Z, S, A] under a uniform p(z): p(z|s) [Z, S] from
-    their discounted visitations, the mixture π/z(a|s) = Σ_z p(z|s) π_z(a|s) [S, A], and
-    log p(z|s, a) = log p(z|s) + log π_z(a|s) - log π/z(a|s) [Z, S, A] (Bayes)."""
-    d = np.stack([state_visitation(mdp, pi) for pi in pis])  # p(z) = 1/|Z| cancels
+def posteriors(mdp: MDP, pis: np.ndarray, p_z: np.ndarray | None = None):
+    """The exact posteriors of |Z| policies pis [Z, S, A] under the prior p_z (default uniform):
+    p(z|s) ∝ p(z) d_z(s) [Z, S] from their discounted visitations, the mixture
+    π/z(a|s) = Σ_z p(z|s) π_z(a|s) [S, A], and log p(z|s, a) = log p(z|s) + log π_z(a|s) - log π/z(a|s)
+    [Z, S, A] (Bayes)."""
+    d = np.stack([state_visitation(mdp, pi) for pi in pis])  # a uniform p(z) cancels
+    if p_z is not None:
+        d = np.asarray(p_z, dtype=float)[:, None] * d
     p_z_s = d / d.sum(0, keepdims=True)
     mixture = np.einsum("zs,zsa->sa", p_z_s, pis)
     log_p_z_sa = np.log(p_z_s)[:, :, None] + np.log(pis) - np.log(mixture)[None]
@@ -110,14 +116,16 @@ class FixedPoint:
     converged: bool
 
 
-def mede_fixed_point(mdp: MDP, pis: np.ndarray, max_iterations: int = 100000, tolerance: float = 1e-10) -> FixedPoint:
+def mede_fixed_point(mdp: MDP, pis: np.ndarray, max_iterations: int = 100000, tolerance: float = 1e-10,
+                     p_z: np.ndarray | None = None) -> FixedPoint:
     """From the policies `pis`, iterate: the exact posterior of the policies, one soft Bellman backup
     of every Q_z under it (Eq. 6), every π_z <- exp(Q_z - V_z) p(z|s, a) (Eq. 7); until neither the
     policies nor the Q_z move by more than `tolerance`. Then Q_z is solved exactly for the final
-    posterior, and `residual` is how far the final policies are from their best responses."""
+    posterior, and `residual` is how far the final policies are from their best responses. `p_z`:
+    the prior over z (default uniform)."""
     Q = np.zeros(pis.shape)
     for iteration in range(1, max_iterations + 1):
-        _, _, log_p_z_sa = posteriors(mdp, pis)
+        _, _, log_p_z_sa = posteriors(mdp, pis, p_z)
         V = logsumexp(Q + log_p_z_sa, axis=-1)
         Q_new = mdp.r + mdp.gamma * np.einsum("sat,zt->zsa", mdp.P, V)
         new = np.exp(Q_new + log_p_z_sa - logsumexp(Q_new + log_p_z_sa, axis=-1)[..., None])
@@ -125,13 +133,15 @@ def mede_fixed_point(mdp: MDP, pis: np.ndarray, max_iterations: int = 100000, to
         pis, Q = new, Q_new
         if change < tolerance:
             break
-    return at_policies(mdp, pis, iteration, tolerance)
+    return at_policies(mdp, pis, iteration, tolerance, p_z)
 
 
-def at_policies(mdp: MDP, pis: np.ndarray, iterations: int = 0, tolerance: float = 1e-10) -> FixedPoint:
-    """The posterior of the policies `pis`, every Q*_z solved exactly for it, and how far `pis` are
-    from the best responses exp(Q*_z - V*_z) p(z|s, a): 0 at a fixed point."""
-    p_z_s, mixture, log_p_z_sa = posteriors(mdp, pis)
+def at_policies(mdp: MDP, pis: np.ndarray, iterations: int = 0, tolerance: float = 1e-10,
+                p_z: np.ndarray | None = None) -> FixedPoint:
+    """The posterior of the policies `pis` (under the prior `p_z`, default uniform), every Q*_z solved
+    exactly for it, and how far `pis` are from the best responses exp(Q*_z - V*_z) p(z|s, a): 0 at a
+    fixed point."""
+    p_z_s, mixture, log_p_z_sa = posteriors(mdp, pis, p_z)
     Q, _, best = soft_value_iteration(mdp, log_p_z_sa)
     residual = float(np.max(np.abs(best - pis)))
     return FixedPoint(pis, Q, p_z_s, mixture, log_p_z_sa, iterations, residual, residual < 100 * tolerance)
@@ -201,6 +211,16 @@ def S_growth_without_gamma(mdp: MDP, fp: FixedPoint, z: int, iterations: int = 1
     return (history[-1] - history[iterations // 2 - 1]) / (iterations - iterations // 2)
 
 
+def M_growth_without_gamma(mdp: MDP, fp: FixedPoint, z: int, iterations: int = 100) -> float:
+    """Eq. 11 as appendix A.3's last line writes it, without γ: M <- E_s'[-log p(z|s') + E_a'~π/z M].
+    As for Eq. 9: no fixed point. Returns the growth of max M per iteration over the last half."""
+    M, history = np.zeros_like(mdp.r), []
+    for _ in range(iterations):
+        M = mdp.P @ (-np.log(fp.p_z_s[z]) + np.sum(fp.mixture * M, 1))
+        history.append(M.max())
+    return (history[-1] - history[iterations // 2 - 1]) / (iterations - iterations // 2)
+
+
 def M_of(mdp: MDP, fp: FixedPoint, z: int) -> np.ndarray:
     """M*_z, the fixed point of Eq. 11: M(s, a) = γ E_s'[-log p(z|s') + E_a'~π/z M(s', a')]."""
     return fixed_point_of(mdp, lambda M: mdp.gamma * mdp.P @ (-np.log(fp.p_z_s[z]) + np.sum(fp.mixture * M, 1)))
@@ -226,15 +246,26 @@ def same_up_to_permutation(a: np.ndarray, b: np.ndarray, atol: float = 1e-6) -> 
     return any(np.allclose(a[list(order)], b, atol=atol) for order in itertools.permutations(range(len(a))))
 
 
-def visitation_preserving_split(mdp: MDP, pi: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Two policies π ± εδ whose mixture is π and whose state visitations equal π's: at every state
-    δ(s, ·) is a random direction with Σ_a δ(s, a) P(s'|s, a) = 0 for every s' (it exists when there
-    are more actions than states), ε as large as keeps both policies above half of π."""
+def visitation_preserving_split(mdp: MDP, pi: np.ndarray, rng: np.random.Generator, per_state: bool = True) -> np.ndarray:
+    """Two policies π ± εδ whose mixture is π and whose state visitations equal π's, ε as large as
+    keeps both policies above half of π. `per_state`: at every state δ(s, ·) is a random direction
+    with Σ_a δ(s, a) P(s'|s, a) = 0 for every s', a null vector of the |S| x |A| matrix P(·|s, ·)ᵀ; for
+    transitions in general position its rank is min(|S|, |A|), so this needs |A| > |S|. Otherwise δ
+    only keeps the visitation d of π: Σ_a δ(s, a) = 0 at every s and Σ_s d(s) Σ_a δ(s, a) P(s'|s, a) = 0
+    for every s', 2|S| - 1 independent equations on |S||A| unknowns, solvable for any |A| >= 2."""
     S, A = mdp.r.shape
     delta = np.zeros_like(pi)
-    for s in range(S):
-        null_space = np.linalg.svd(mdp.P[s].T)[2][np.linalg.matrix_rank(mdp.P[s].T):]  # [A - rank, A]
-        delta[s] = rng.normal(size=len(null_space)) @ null_space
+    if per_state:
+        for s in range(S):
+            null_space = np.linalg.svd(mdp.P[s].T)[2][np.linalg.matrix_rank(mdp.P[s].T):]  # [A - rank, A]
+            delta[s] = rng.normal(size=len(null_space)) @ null_space
+    else:
+        d = state_visitation(mdp, pi)
+        equations = np.concatenate([np.kron(np.eye(S), np.ones((1, A))), (d[:, None, None] * mdp.P).reshape(S * A, S).T])
+        null_space = np.linalg.svd(equations)[2][np.linalg.matrix_rank(equations):]  # [S A - rank, S A]
+        delta = (rng.normal(size=len(null_space)) @ null_space).reshape(S, A)
+    if not np.any(delta):
+        raise ValueError(f"no visitation-preserving direction: {S} states, {A} actions, per_state={per_state}")
     epsilon = 0.5 * np.min(pi / np.maximum(np.abs(delta), 1e-300))
     return np.stack([pi + epsilon * delta, pi - epsilon * delta])
 
@@ -268,6 +299,7 @@ def check_mdp(mdp: MDP, rng: np.random.Generator, num_z: int, starts: int) -> di
     row["thm2_uniform_prior"] = theorem2_error(mdp, fp, Q_soft_uniform)
     row["uniform_prior_constant"] = mdp.gamma * np.log(A) / (1 - mdp.gamma)
     row["no_gamma_growth"] = min(S_growth_without_gamma(mdp, fp, z) for z in range(num_z))
+    row["no_gamma_growth_M"] = min(M_growth_without_gamma(mdp, fp, z) for z in range(num_z))
     early = mede_fixed_point(mdp, random_policies(rng, num_z, S, A), max_iterations=3)
     row["thm2_not_converged"], row["not_converged_residual"] = theorem2_error(mdp, early, Q_soft), early.residual
 
@@ -279,6 +311,7 @@ def check_mdp(mdp: MDP, rng: np.random.Generator, num_z: int, starts: int) -> di
     row["thm1_reached"] = max(theorem1_error(p.pis, p.log_p_z_sa) for p in converged)
     row["thm2_reached"] = max(theorem2_error(mdp, p, Q_soft) for p in converged)
     row["thm3_reached"] = max(theorem3_error(mdp, p) for p in converged)
+    row["S_bound_gap"] = min(S_lower_bound_gap(mdp, p, z) for p in converged for z in range(num_z))
     row["smallest_probability"] = float(min(np.min(p.pis) for p in converged))
     # what the fixed points reached look like
     kl = [np.mean(symmetric_kl(p.pis[i], p.pis[j])) for p in converged
@@ -291,6 +324,112 @@ def check_mdp(mdp: MDP, rng: np.random.Generator, num_z: int, starts: int) -> di
                                           for p in converged))
     row["soft_minus_mixture_q"] = float(max(np.max(Q_soft - soft_policy_evaluation(mdp, p.mixture)) for p in converged))
     return row
+
+
+# ------------------------------------------------- S_z as the posterior of one z goes to 1
+def two_rooms(leak: float, shared_after: bool, gamma: float) -> MDP:
+    """The MDPs of the check of §3.3's "S*_z -> 0 as p(z|s) -> 1". State 0, the start, is a fork:
+    action 0 leads to the left room (state 1), action 1 to the right room (state 2), each with
+    probability 1 - `leak` and to the other room with probability `leak`. Both actions in a room pay
+    1 and 0. `shared_after=False`: the rooms are closed up to the leak (every action stays w.p.
+    1 - leak and moves to the other room w.p. leak). `shared_after=True`: every action in a room
+    leads to state 3, a shared room (rewards 1 and 0) that nobody leaves. At the fixed point below
+    z = 0 takes the left room, z = 1 the right one, and p(z = 0 | left room) -> 1 as leak -> 0."""
+    S = 4 if shared_after else 3
+    P = np.zeros((S, 2, S))
+    P[0, 0, 1], P[0, 0, 2], P[0, 1, 2], P[0, 1, 1] = 1 - leak, leak, 1 - leak, leak
+    for room, other in ((1, 2), (2, 1)):
+        if shared_after:
+            P[room, :, 3] = 1.0
+        else:
+            P[room, :, room], P[room, :, other] = 1 - leak, leak
+    if shared_after:
+        P[3, :, 3] = 1.0
+    r = np.zeros((S, 2))
+    r[1:] = (1.0, 0.0)
+    return MDP(P=P, r=r, gamma=gamma, rho0=np.eye(S)[0])
+
+
+def S_at(mdp: MDP, fp: FixedPoint, z: int, Q_soft: np.ndarray, states) -> dict:
+    """At `states`, for z: the smallest p(z|s), the largest S*_z (the fixed point of Eq. 9), the
+    largest Q*_soft - Q*_z (what Theorem 2 says S*_z is) and the largest |difference| of the two."""
+    S = S_of(mdp, fp, z)[states]
+    difference = (Q_soft - fp.Q[z])[states]
+    return {"p_z_s": float(np.min(fp.p_z_s[z, states])), "S": float(np.max(S)),
+            "Q_soft_minus_Q_z": float(np.max(difference)), "thm2": float(np.max(np.abs(S - difference))),
+            "residual": fp.residual}
+
+
+def S_as_posterior_goes_to_one(gamma: float, seed: int = 0, epsilons=(0.5, 1e-1, 1e-2, 1e-4, 1e-8),
+                               leaks=(1e-1, 1e-2, 1e-3, 1e-4, 1e-6)) -> dict:
+    """§3.3: "As a special case, S*_z -> 0 as p(z|s) -> 1 because π/z becomes dominated by π*_z."
+    p(z|s) of z = 0 is driven towards 1 in three ways, each at an exact MEDE fixed point:
+
+    - "everywhere": a random MDP (4 states, 6 actions), every π_z = π*_soft, and the prior
+      p(z) = (1 - ε, ε). Then p(z = 0|s) = 1 - ε at every state: the only way to get p(z|s) -> 1
+      at every state, because Σ_s d̄(s) p(z|s) = p(z).
+    - "closed room": `two_rooms(leak, shared_after=False)`, uniform p(z), at the left room, whose
+      actions lead back into it (up to the leak).
+    - "room, then shared": `two_rooms(leak, shared_after=True)`, uniform p(z), at the left room,
+      whose actions all lead to a state both z visit equally.
+
+    Returns, per way, one row per value of its knob (ε or leak): `S_at` at the states named, and the
+    closed form where there is one."""
+    rng = np.random.default_rng(seed)
+    mdp = random_mdp(rng, 4, 6, gamma)
+    Q_soft, _, pi_soft = soft_value_iteration(mdp, np.zeros_like(mdp.r))
+    rows = {"everywhere": [], "closed room": [], "room, then shared": []}
+    for epsilon in epsilons:
+        p_z = np.array([1 - epsilon, epsilon])
+        fp = at_policies(mdp, np.stack([pi_soft] * 2), p_z=p_z)
+        row = S_at(mdp, fp, 0, Q_soft, slice(None))
+        row.update(knob=epsilon, closed_form=-gamma * np.log(1 - epsilon) / (1 - gamma),
+                   S_other_z=float(np.max(S_of(mdp, fp, 1))), closed_form_other_z=-gamma * np.log(epsilon) / (1 - gamma))
+        rows["everywhere"].append(row)
+    start = np.array([[0.9, 0.1], [0.1, 0.9]])  # at the fork z = 0 leans left, z = 1 right; elsewhere uniform
+    for shared_after, name in ((False, "closed room"), (True, "room, then shared")):
+        for leak in leaks:
+            mdp = two_rooms(leak, shared_after, gamma)
+            pis = np.full((2, len(mdp.r), 2), 0.5)
+            pis[:, 0] = start
+            fp = mede_fixed_point(mdp, pis)
+            Q_soft_rooms, _, _ = soft_value_iteration(mdp, np.zeros_like(mdp.r))
+            row = S_at(mdp, fp, 0, Q_soft_rooms, [1])
+            row.update(knob=leak, converged=fp.converged, iterations=fp.iterations,
+                       p_z_s_right=float(fp.p_z_s[0, 2]), pi_z_right_at_fork=float(fp.pis[0, 0, 1]))
+            if shared_after:
+                row.update(p_z_s_shared=float(fp.p_z_s[0, 3]), closed_form=gamma * np.log(2) / (1 - gamma))
+            rows[name].append(row)
+    return rows
+
+
+def S_lower_bound_gap(mdp: MDP, fp: FixedPoint, z: int) -> float:
+    """min over (s, a) of S*_z(s, a) - γ E_s'[-log p(z|s')], where both are finite: >= 0, because the
+    log-mean-exp term of Eq. 9 is >= 0 (S*_z >= 0). So S*_z(s, a) is set by p(z|·) at the states
+    after (s, a), not by p(z|s)."""
+    bound = mdp.gamma * mdp.P @ -np.log(fp.p_z_s[z])
+    S = S_of(mdp, fp, z)
+    finite = np.isfinite(bound) & np.isfinite(S)
+    return float(np.min((S - bound)[finite]))
+
+
+def split_with_few_actions(gamma: float, seed: int, mdps: int = 20, states: int = 4, actions: int = 2) -> dict:
+    """With |A| <= |S| the per-state split does not exist. On `mdps` random MDPs: the split that keeps
+    only the visitation (`visitation_preserving_split(per_state=False)`) at its fixed-point residual,
+    Theorems 2 and 3 there, how diverse it is, and the rank of the |S|(|A| - 1) differences
+    P(·|s, a) - P(·|s, 0): |S| - 1 is what forces V_z - V_z' to a constant at an interior fixed point."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(mdps):
+        mdp = random_mdp(rng, states, actions, gamma)
+        Q_soft, _, pi_soft = soft_value_iteration(mdp, np.zeros_like(mdp.r))
+        fp = at_policies(mdp, visitation_preserving_split(mdp, pi_soft, rng, per_state=False))
+        differences = (mdp.P[:, 1:] - mdp.P[:, :1]).reshape(-1, states)
+        rows.append({"residual": fp.residual, "thm2": theorem2_error(mdp, fp, Q_soft), "thm3": theorem3_error(mdp, fp),
+                     "kl": float(np.mean(symmetric_kl(fp.pis[0], fp.pis[1]))),
+                     "p_z_s_off": float(np.max(np.abs(fp.p_z_s - 0.5))),
+                     "rank": int(np.linalg.matrix_rank(differences))})
+    return {key: [row[key] for row in rows] for key in rows[0]}
 
 
 def check_bandit(rewards, num_z: int, gamma: float) -> dict:
@@ -362,6 +501,10 @@ def main(argv=None) -> int:
                        worst(f"thm{number}_split"))]
         lines += [(f"Theorem {number}", "fixed points reached from random starts (on the boundary)",
                    worst(f"thm{number}_reached"))]
+        if number == 3:
+            growth = min(r["no_gamma_growth_M"] for r in rows)
+            lines += [("Theorem 3", "Eq. 11 without its γ (appendix A.3, last line), interior", None,
+                       f"no fixed point: M grows by at least {growth:.3f} per iteration")]
         if number == 2:
             off = max(abs(r["thm2_uniform_prior"] - r["uniform_prior_constant"]) for r in rows)
             growth = min(r["no_gamma_growth"] for r in rows)
@@ -394,6 +537,37 @@ def main(argv=None) -> int:
           f"|π*_soft - softmax(r)| {b['pi_soft']:.1e}; a diverse split of softmax(r) (symmetric KL {b['split_kl']:.2f}) "
           f"is a fixed point (residual {b['split_is_fixed_point']:.1e}), |Q*_z - closed form| {b['Q_z']:.1e}, "
           f"|S*_z - γ log|Z|/(1-γ)| {b['S_z']:.1e}, Theorem 2 error {b['thm2']:.1e}: one of a continuum of fixed points.")
+    few = split_with_few_actions(args.gamma, args.seed)
+    print(f"\nFewer actions than states (20 random MDPs, 4 states, 2 actions), where no per-state split exists: the "
+          f"split that keeps only the visitation is a fixed point (residual {max(few['residual']):.1e}) with p(z|s) = 1/2 "
+          f"(to {max(few['p_z_s_off']):.0e}), diverse (mean symmetric KL {min(few['kl']):.3g}-{max(few['kl']):.3g}), "
+          f"where Theorem 2 holds to {max(few['thm2']):.1e} and Theorem 3 to {max(few['thm3']):.1e}. The differences "
+          f"P(·|s,a) - P(·|s,a0) have rank |S| - 1 = 3 in {sum(rank == 3 for rank in few['rank'])} of 20.")
+    with np.errstate(divide="ignore", invalid="ignore"):  # the fixed points in the rooms are on the boundary
+        z_rows = S_as_posterior_goes_to_one(args.gamma, args.seed)
+    print(f"\n§3.3: \"S*_z -> 0 as p(z|s) -> 1\". p(z|s) of z = 0 driven towards 1 in three ways, at exact fixed points, "
+          f"γ = {args.gamma}. S*_z from Eq. 9 and Q*_soft - Q*_z (what Theorem 2 says S*_z is), the largest over the "
+          f"states named and their actions; p(z|s) the smallest there:")
+    print("| where p(z\\|s) goes to 1 | knob | p(z\\|s) | S*_z (Eq. 9) | Q*_soft - Q*_z | closed form | Theorem 2 error "
+          "| residual |\n|---|---|---|---|---|---|---|---|")
+    ways = (("everywhere", "every state: prior p(z) = (1 - ε, ε), every π_z = π*_soft", "ε", "-γ log(1-ε)/(1-γ)"),
+            ("closed room", "a room that z = 0 has to itself and that its actions do not leave (up to a leak η)", "η", None),
+            ("room, then shared", "a room that z = 0 has to itself (up to a leak η) whose actions lead to a state "
+             "both z visit", "η", "γ log 2/(1-γ)"))
+    for key, name, knob, closed in ways:
+        for row in z_rows[key]:
+            form = "–" if closed is None else f"{closed} = {row['closed_form']:.4g}"
+            print(f"| {name} | {knob} = {row['knob']:g} | {row['p_z_s']:.8f} | {row['S']:.4g} | "
+                  f"{row['Q_soft_minus_Q_z']:.4g} | {form} | {row['thm2']:.0e} | {row['residual']:.0e} |")
+    other, shared = z_rows["everywhere"], z_rows["room, then shared"]
+    print("Every state: for the other z (p(z = 1|s) = ε) S*_z = " + ", ".join(f"{row['S_other_z']:.4g}" for row in other)
+          + " (closed form -γ log ε/(1-γ): " + ", ".join(f"{row['closed_form_other_z']:.4g}" for row in other) + "). "
+          f"Room, then shared: p(z = 0|shared state) = {min(r['p_z_s_shared'] for r in shared):.6f}-"
+          f"{max(r['p_z_s_shared'] for r in shared):.6f} for every η.")
+    gap = min(r["S_bound_gap"] for r in rows if "S_bound_gap" in r)
+    print(f"At the fixed points reached from random starts, S*_z(s,a) >= γ E_s'[-log p(z|s')] at every (s, a) and z "
+          f"(smallest margin {gap:.2g}): S*_z is at least the discounted surprise of z at the next state, whatever "
+          f"p(z|s) is.")
     holds = max(worst("thm1_any_policies"), worst("thm2_symmetric"), worst("thm3_symmetric")) < 1e-8
     return 0 if holds else 1
 
