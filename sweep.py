@@ -371,7 +371,8 @@ def run_grid(args, trials: list[Trial]) -> list[tuple[Trial, str]]:
     reporter = ray.remote(num_cpus=0)(Reporter).remote()
     task = ray.remote(run_trial).options(num_cpus=1, num_gpus=args.gpus_per_trial, max_retries=args.retries,
                                          retry_exceptions=True)
-    pending, failed, done = {}, [], 0
+    pending, failed, done, running, last_rate = {}, [], 0, set(), time.time()
+    by_name = {trial.name: trial for trial in trials}
     try:
         for trial in trials:  # inside the try: a stop while submitting cancels what was submitted
             pending[task.remote(trial, reporter, args.retries + 1)] = trial
@@ -379,8 +380,17 @@ def run_grid(args, trials: list[Trial]) -> list[tuple[Trial, str]]:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for at, line in ray.get(reporter.take.remote()):
                 say(line, at)
+                verb, name = line.split()[:2]
+                if verb in ("start", "retry"):
+                    running.add(name)
+                elif verb == "ended":
+                    running.discard(name)
+            if running and time.time() - last_rate >= RATE_EVERY:
+                last_rate = time.time()
+                say(summed_rate([by_name[name] for name in sorted(running)]))
             for ref in ready:
                 trial, done = pending.pop(ref), done + 1
+                running.discard(trial.name)
                 try:
                     outcome = ray.get(ref)
                 except ray.exceptions.RayError as error:  # TrialFailed on the last attempt, a lost worker, ...
@@ -404,6 +414,31 @@ def run_grid(args, trials: list[Trial]) -> list[tuple[Trial, str]]:
             raise Terminated from None
         raise
     return failed
+
+
+RATE_EVERY = 120  # seconds between two lines of the trials' summed speed
+
+
+def latest_rate(log_path: str) -> float | None:
+    """The steps per second of a trial's latest progress line (`step N/T (P%) | R SPS | ...`) in its log."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, os.path.getsize(log_path) - 8192))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    rates = re.findall(r"\| (\d+) SPS \|", tail)
+    return float(rates[-1]) if rates else None
+
+
+def summed_rate(running: list[Trial]) -> str:
+    """One line: the running trials' environment steps per second, each and summed (several trials on
+    one GPU share it: the sum is what the GPU does)."""
+    rates = {trial.name: latest_rate(trial.log) for trial in running}
+    known = [rate for rate in rates.values() if rate is not None]
+    each = ", ".join(f"{rate:.0f}" if rate is not None else "-" for rate in rates.values())
+    return (f"speed: {len(running)} trial(s) running, {sum(known):.0f} environment steps/s summed over the "
+            f"{len(known)} that report one (each: {each})")
 
 
 def stop_leftover_scripts(trials: list[Trial], timeout: float = 120) -> None:

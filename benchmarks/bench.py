@@ -56,55 +56,60 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @dataclass(frozen=True)
 class Ours:
-    """One of our scripts: its file, its agent class (whose `update` is timed) and extra flags."""
+    """One of our scripts: its file, extra flags, and its environment."""
     script: str
-    agent_class: str
     flags: tuple[str, ...] = ()
-    env_steps_per_update: int = 1  # environment steps that one `update` call stands for
+    env_steps_per_update: int = 1  # environment steps that one update stands for
+    env_id: str = "Hopper-v4"
 
 
 SB3_SAC = "sb3-sac"
 MEDE_FLAGS = ("--num-z", "4", "--hidden-dim", "256")
+ANT_FLAGS = ("--num-z", "4", "--separate-networks", "--hidden-dim", "128", "--alpha", "1", "--reward-scale", "5")
 CONTENDERS = {
-    "sac": Ours("sac_continuous.py", "SAC"),
-    "sac-bf16": Ours("sac_continuous.py", "SAC", ("--bf16",)),
-    "mede": Ours("mede_continuous.py", "MEDE", MEDE_FLAGS),
-    "mede-bf16": Ours("mede_continuous.py", "MEDE", (*MEDE_FLAGS, "--bf16")),
-    "mede-sep": Ours("mede_continuous.py", "MEDE", (*MEDE_FLAGS, "--separate-networks"), env_steps_per_update=4),
-    "mede-sep-bf16": Ours("mede_continuous.py", "MEDE", (*MEDE_FLAGS, "--separate-networks", "--bf16"),
+    "sac": Ours("sac_continuous.py"),
+    "sac-eager": Ours("sac_continuous.py", ("--no-cuda-graphs",)),  # on CUDA: the update not captured
+    "sac-bf16": Ours("sac_continuous.py", ("--bf16",)),
+    "mede": Ours("mede_continuous.py", MEDE_FLAGS),
+    "mede-eager": Ours("mede_continuous.py", (*MEDE_FLAGS, "--no-cuda-graphs")),
+    "mede-bf16": Ours("mede_continuous.py", (*MEDE_FLAGS, "--bf16")),
+    "mede-sep": Ours("mede_continuous.py", (*MEDE_FLAGS, "--separate-networks"), env_steps_per_update=4),
+    "mede-sep-bf16": Ours("mede_continuous.py", (*MEDE_FLAGS, "--separate-networks", "--bf16"),
                           env_steps_per_update=4),
+    "mede-sep-ant": Ours("mede_continuous.py", ANT_FLAGS, env_steps_per_update=4, env_id="MultiDirectionAnt-v0"),
     SB3_SAC: None,  # Stable-Baselines3 SAC with our sizes, see run_sb3
 }
 OUR_DEFAULT_THREADS = 1  # the scripts' --threads default
 
 
 # --------------------------------------------------------------------------- worker side
-def run_ours(contender: Ours, warmup_steps: int, steps: int, threads: int) -> tuple[list[float], str]:
-    """Train with the script's own `main`, timing each call of the agent's `update`. Returns the
-    timestamps and the precision the run chose."""
+def run_ours(contender: Ours, warmup_steps: int, steps: int, threads: int, device: str) -> tuple[list[float], str]:
+    """Train with the script's own `main`, with a timestamp at each update (`Run.log_losses`, which
+    follows every update, outside any CUDA graph). Returns the timestamps and the precision the run chose."""
     sys.path.insert(0, REPO)
     module = importlib.import_module(contender.script.removesuffix(".py"))
-    device, cli = importlib.import_module("run_utils.device"), importlib.import_module("run_utils.cli")
-    agent_class = getattr(module, contender.agent_class)
-    update, stamps, chosen = agent_class.update, [], []
+    cli, chosen_device, run = (importlib.import_module(f"run_utils.{name}") for name in ("cli", "device", "run"))
+    log_losses, choose_precision, stamps, chosen = run.Run.log_losses, chosen_device.choose_precision, [], []
 
-    def timed_update(self, *args, **kwargs):
+    def timed_log_losses(self, *args, **kwargs):
         stamps.append(time.perf_counter())
-        return update(self, *args, **kwargs)
+        return log_losses(self, *args, **kwargs)
 
     def recorded_precision(*args, **kwargs):
         chosen.append(choose_precision(*args, **kwargs))
         return chosen[-1]
 
-    agent_class.update = timed_update
-    choose_precision, device.choose_precision = device.choose_precision, recorded_precision
-    flags = ["--env-id", "Hopper-v4", "--learning-starts", str(warmup_steps), "--threads", str(threads),
-             "--total-timesteps", str(warmup_steps + steps), "--eval-episodes", "0", "--checkpoint-every", "0"]
+    run.Run.log_losses, chosen_device.choose_precision = timed_log_losses, recorded_precision
+    flags = ["--env-id", contender.env_id, "--learning-starts", str(warmup_steps), "--threads", str(threads),
+             "--total-timesteps", str(warmup_steps + steps * contender.env_steps_per_update), "--eval-episodes", "0",
+             "--checkpoint-every", "0", *(["--no-cuda"] if device == "cpu" else [])]
+    if "measure_every" in module.Args.__dataclass_fields__:  # no held-out measure in the timed steps
+        flags += ["--measure-every", "0"]
     module.main(cli.parse_args(module.Args, module.__file__, flags + list(contender.flags)))
     return stamps, chosen[0]
 
 
-def run_sb3(warmup_steps: int, steps: int, threads: int) -> tuple[list[float], str]:
+def run_sb3(warmup_steps: int, steps: int, threads: int, device: str) -> tuple[list[float], str]:
     """SB3 SAC with the sizes of our `sac`; a callback times each step once learning has started."""
     import torch
     from stable_baselines3 import SAC
@@ -124,23 +129,25 @@ def run_sb3(warmup_steps: int, steps: int, threads: int) -> tuple[list[float], s
 
     os.environ["SB3_LOGDIR"] = os.getcwd()  # SB3 makes a log folder: in the scratch directory, not in /tmp
     model = SAC("MlpPolicy", "Hopper-v4", learning_rate=3e-4, buffer_size=1_000_000, learning_starts=warmup_steps,
-                batch_size=256, train_freq=1, gradient_steps=1, ent_coef="auto", seed=1, device="cpu",
+                batch_size=256, train_freq=1, gradient_steps=1, ent_coef="auto", seed=1, device=device,
                 policy_kwargs={"net_arch": {"pi": [256, 256], "qf": [256, 256]}})
     callback = Stamps()
     model.learn(total_timesteps=warmup_steps + steps, callback=callback)
     return callback.stamps, "float32"
 
 
-def default_threads(name: str) -> int:
-    """The thread count a contender runs with when nobody says: ours one, SB3 torch's default."""
+def default_threads(name: str) -> int | None:
+    """The thread count a contender runs with when nobody says: ours one, SB3 torch's default, a peer its own."""
+    if name not in CONTENDERS:
+        return None
     return os.cpu_count() if CONTENDERS[name] is None else OUR_DEFAULT_THREADS
 
 
-def worker(name: str, warmup_steps: int, steps: int, skip: int, threads: int) -> None:
+def worker(name: str, warmup_steps: int, steps: int, skip: int, threads: int, device: str) -> None:
     """One measurement; prints its result as the last line of stdout (JSON)."""
     contender = CONTENDERS[name]
-    stamps, precision = (run_sb3(warmup_steps, steps, threads) if contender is None else
-                         run_ours(contender, warmup_steps, steps, threads))
+    stamps, precision = (run_sb3(warmup_steps, steps, threads, device) if contender is None else
+                         run_ours(contender, warmup_steps, steps, threads, device))
     if len(stamps) < skip + 2:
         sys.exit(f"{name}: only {len(stamps)} updates, need more than {skip + 1} (raise --steps)")
     updates_per_s = (len(stamps) - 1 - skip) / (stamps[-1] - stamps[skip])
@@ -151,15 +158,50 @@ def worker(name: str, warmup_steps: int, steps: int, skip: int, threads: int) ->
 
 
 # --------------------------------------------------------------------------- parent side
-def measure(name: str, threads: int, args: argparse.Namespace) -> dict:
-    """Run one worker in a fresh process, in a scratch directory (our scripts write runs/ there)."""
-    command = [sys.executable, os.path.abspath(__file__), "--worker", name, "--warmup-steps", str(args.warmup_steps),
-               "--steps", str(args.steps), "--skip", str(args.skip), "--threads", str(threads)]
+def worker_command(name: str, threads: int, args: argparse.Namespace) -> list[str]:
+    return [sys.executable, os.path.abspath(__file__), "--worker", name, "--warmup-steps", str(args.warmup_steps),
+            "--steps", str(args.steps), "--skip", str(args.skip), "--threads", str(threads), "--device", args.device]
+
+
+def measure(name: str, threads: int, args: argparse.Namespace, concurrent: int = 1) -> dict:
+    """Run `concurrent` workers at once, each a fresh process in a scratch directory of its own (our
+    scripts write runs/ there); with several, their env steps/s are summed (and listed)."""
     with tempfile.TemporaryDirectory() as scratch:
-        done = subprocess.run(command, cwd=scratch, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"worker {name} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.splitlines()[-1])
+        workers = []
+        for i in range(concurrent):
+            os.makedirs(os.path.join(scratch, str(i)))
+            workers.append(subprocess.Popen(worker_command(name, threads, args), cwd=os.path.join(scratch, str(i)),
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        outputs = [(w, *w.communicate()) for w in workers]
+    results = []
+    for w, out, err in outputs:
+        if w.returncode != 0:
+            sys.exit(f"worker {name} failed (exit {w.returncode}):\n{err[-3000:]}")
+        results.append(json.loads(out.splitlines()[-1]))
+    if concurrent == 1:
+        return results[0]
+    return {"updates_per_s": sum(r["updates_per_s"] for r in results),
+            "env_steps_per_s": sum(r["env_steps_per_s"] for r in results),
+            "each": [round(r["env_steps_per_s"], 1) for r in results],
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results), "precision": results[0]["precision"]}
+
+
+def measure_peer(path: str, args: argparse.Namespace) -> dict:
+    """Any other training script, timed by two run lengths: `python PATH --env-id Hopper-v4 --learning-starts
+    W --total-timesteps T` for T = W + N and W + 2N, each a fresh process; the difference of their wall times
+    is N steps of learning (start-up, warm-up and the end cancel out)."""
+    walls = []
+    for total in (args.warmup_steps + args.steps, args.warmup_steps + 2 * args.steps):
+        command = [sys.executable, os.path.abspath(path), "--env-id", "Hopper-v4", "--learning-starts",
+                   str(args.warmup_steps), "--total-timesteps", str(total)]
+        with tempfile.TemporaryDirectory() as scratch:
+            start = time.perf_counter()
+            done = subprocess.run(command, cwd=scratch, capture_output=True, text=True)
+            walls.append(time.perf_counter() - start)
+        if done.returncode != 0:
+            sys.exit(f"peer {path} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    rate = args.steps / (walls[1] - walls[0])
+    return {"updates_per_s": rate, "env_steps_per_s": rate, "peak_rss_mb": float("nan"), "precision": "its own"}
 
 
 def read(path: str) -> str:
@@ -184,8 +226,9 @@ def machine_lines(argv: list[str]) -> list[str]:
     capability = f"torch's CPU capability {torch.backends.cpu.get_cpu_capability()}"
     versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in ("torch", "gymnasium", "stable-baselines3")
                          if importlib.util.find_spec(p.replace("-", "_")))
+    gpu = (f"- GPU: {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}\n" if torch.cuda.is_available() else "")
     return [f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
-            f"- nproc: {len(os.sched_getaffinity(0))}, CPU: {cpu}; flags: {shown} {capability}",
+            f"{gpu}- nproc: {len(os.sched_getaffinity(0))}, CPU: {cpu}; flags: {shown} {capability}",
             f"- {versions}, Python {platform.python_version()}",
             f"- command: `{shlex.join(['python', *argv])}`"]
 
@@ -203,12 +246,14 @@ def table(results: dict[tuple[str, int], list[dict]]) -> list[str]:
              "|---|---|---|---|---|---|" + "---|" * len(references) + "---|"]
     for (name, threads), runs in results.items():
         rates = [r["updates_per_s"] for r in runs]
+        default = " (default)" if threads in (None, default_threads(name.split(" ")[0])) else ""
         ratios = "".join(f" {median((name, threads), 'env_steps_per_s') / median(config, 'env_steps_per_s'):.2f}× |"
                          for _, config in references)
-        default = " (default)" if threads == default_threads(name) else ""
-        lines.append(f"| {name} | {threads}{default} | {runs[0]['precision']} | {median((name, threads), 'updates_per_s'):.1f} | "
-                     f"{min(rates):.1f}–{max(rates):.1f} | {median((name, threads), 'env_steps_per_s'):.1f} |{ratios} "
-                     f"{median((name, threads), 'peak_rss_mb'):.0f} |")
+        if "each" in runs[0]:  # concurrent processes: their sum, and each one's rate
+            name = f"{name} (each: {', '.join(f'{rate:.0f}' for rate in runs[0]['each'])})"
+        lines.append(f"| {name} | {threads or 'its own'}{default} | {runs[0]['precision']} | {statistics.median(rates):.1f} | "
+                     f"{min(rates):.1f}–{max(rates):.1f} | {statistics.median(r['env_steps_per_s'] for r in runs):.1f} |"
+                     f"{ratios} {statistics.median(r['peak_rss_mb'] for r in runs):.0f} |")
     return lines
 
 
@@ -216,9 +261,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("contenders", nargs="*", default=["sac", SB3_SAC],
                         help=f"contenders to compare, of: {' '.join(CONTENDERS)} (default: sac sb3-sac)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where every contender trains (ours: --no-cuda, or CUDA; SB3: device=...)")
     parser.add_argument("--threads", nargs="+", default=["1", "default"], metavar="N",
                         help="thread counts each contender runs at; 'default' is its own default "
                         f"(ours {OUR_DEFAULT_THREADS}, SB3 torch's: {os.cpu_count()} here) (default: 1 default)")
+    parser.add_argument("--concurrent", nargs=2, action="append", default=[], metavar=("N", "NAME"),
+                        help="also run N trials of the contender NAME at once, as plain processes, and sum their "
+                        "env steps/s (e.g. 8 sac: eight trials sharing one GPU); repeatable")
+    parser.add_argument("--peer", action="append", default=[], metavar="NAME=PATH",
+                        help="also time another script by two run lengths (it must take --env-id, "
+                        "--learning-starts and --total-timesteps), e.g. cleanrl=path/to/sac_continuous_action.py")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; each runs every configuration once")
     parser.add_argument("--warmup-steps", type=int, default=1000, help="W: random steps before learning starts")
     parser.add_argument("--steps", type=int, default=5000, help="N: steps with one update each after W")
@@ -226,39 +279,57 @@ def main() -> None:
     parser.add_argument("--worker", metavar="NAME", help=argparse.SUPPRESS)  # internal: one measurement
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.warmup_steps, args.steps, args.skip, int(args.threads[0]))
+        worker(args.worker, args.warmup_steps, args.steps, args.skip, int(args.threads[0]), args.device)
         return
 
-    unknown = set(args.contenders) - set(CONTENDERS)
+    concurrent = [(int(n), name) for n, name in args.concurrent if n.isdigit() and int(n) > 0]
+    unknown = set(args.contenders) - set(CONTENDERS) | {name for _, name in concurrent} - set(CONTENDERS)
     if unknown:
         parser.error(f"unknown contender(s) {' '.join(sorted(unknown))}; known: {' '.join(CONTENDERS)}")
+    if len(concurrent) != len(args.concurrent):
+        parser.error("--concurrent takes a positive number of trials and a contender, e.g. --concurrent 8 sac")
     if any(t != "default" and not (t.isdigit() and int(t) > 0) for t in args.threads):
         parser.error(f"--threads takes positive numbers or 'default', got {' '.join(args.threads)}")
+    peers = dict(peer.split("=", 1) for peer in args.peer if "=" in peer)
+    if len(peers) != len(args.peer) or not all(os.path.isfile(path) for path in peers.values()):
+        parser.error(f"--peer takes NAME=PATH with PATH a file, got {' '.join(args.peer)}")
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            sys.exit("bench.py: --device cuda, but torch sees no CUDA GPU here")
     names = []
-    for name in dict.fromkeys(args.contenders):
+    for name in dict.fromkeys([*args.contenders, *(name for _, name in concurrent)]):
         contender = CONTENDERS[name]
         if contender is not None and not os.path.exists(os.path.join(REPO, contender.script)):
             print(f"note: skipped {name}: {contender.script} does not exist")
         else:
             names.append(name)
-    if not names:
-        sys.exit("nothing to run")
     if SB3_SAC in names and not importlib.util.find_spec("stable_baselines3"):
         sys.exit("sb3-sac needs stable-baselines3: run with the benchmark venv, see the docstring of benchmarks/bench.py")
     configs = list(dict.fromkeys((name, default_threads(name) if t == "default" else int(t))
-                                 for name in names for t in args.threads))
+                                 for name in args.contenders if name in names for t in args.threads))
+    if not configs and not concurrent and not peers:
+        sys.exit("nothing to run")
     start, load_before, (busy_before, ours_before) = time.time(), read("/proc/loadavg").split()[0], cpu_seconds()
     results = {config: [] for config in configs}
     for r in range(args.repeats):
-        for name, threads in configs[r % len(configs):] + configs[:r % len(configs)]:
+        for name, threads in configs[r % len(configs):] + configs[:r % len(configs)] if configs else []:
             results[name, threads].append(measure(name, threads, args))
             print(f"round {r + 1}/{args.repeats} {name}, {threads} thread(s): "
-                  f"{results[name, threads][-1]['updates_per_s']:.1f} updates/s", file=sys.stderr, flush=True)
+                  f"{results[name, threads][-1]['env_steps_per_s']:.1f} env steps/s", file=sys.stderr, flush=True)
+    for n, name in concurrent:  # once each: N trials at once are N measurements already
+        results[f"{name} x{n} at once", default_threads(name)] = [measure(name, default_threads(name), args, n)]
+        print(f"{name} x{n} at once: {results[f'{name} x{n} at once', default_threads(name)][0]['env_steps_per_s']:.1f}"
+              " env steps/s summed", file=sys.stderr, flush=True)
+    for label, path in peers.items():
+        results[label, None] = [measure_peer(path, args) for _ in range(args.repeats)]
+        print(f"{label}: {results[label, None][-1]['env_steps_per_s']:.1f} env steps/s", file=sys.stderr, flush=True)
     wall, load_after, (busy_after, ours_after) = time.time() - start, read("/proc/loadavg").split()[0], cpu_seconds()
     others = (busy_after - busy_before) - (ours_after - ours_before)
     print("\n".join(machine_lines(sys.argv)))
-    print(f"- Hopper-v4, W={args.warmup_steps} warm-up steps, N={args.steps} learning steps, first K={args.skip} skipped, "
-          f"{args.repeats} interleaved repeats; took {wall:.0f} s")
+    print(f"- {args.device}; Hopper-v4 (mede-sep-ant: MultiDirectionAnt-v0), W={args.warmup_steps} warm-up steps, "
+          f"N={args.steps} learning steps, first K={args.skip} skipped, {args.repeats} interleaved repeats; "
+          f"took {wall:.0f} s")
     print(f"- interference: other processes used {others:.0f} CPU-s of the {wall * os.cpu_count():.0f} available "
           f"({100 * others / (wall * os.cpu_count()):.0f}%); 1-min load average {load_before} before, {load_after} after\n")
     print("\n".join(table(results)))

@@ -142,3 +142,20 @@ def test_without_ray_the_sweep_says_how_to_install_it(tmp_path):
                              "--dir", str(tmp_path / "s")], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr == "sweep.py: error: Ray is not installed: pip install -r requirements-sweep.txt\n"
+
+
+def test_the_speed_line_sums_the_latest_rate_of_every_running_trial(tmp_path):
+    """Several trials on one GPU: what the GPU does is their sum, from each one's latest progress line."""
+    sys.path.insert(0, ROOT)
+    import sweep as sweep_module
+    logs = {"a": ["step 1000/9000 (11%) | 310 SPS | return -5.0 | ETA 0:00:30",
+                  "step 2000/9000 (22%) | 420 SPS | return -3.0 | ETA 0:00:20"],
+            "b": ["=== attempt 1", "step 500/9000 (6%) | 95 SPS | return - | ETA 0:01:30"],
+            "c": ["=== attempt 1 (no progress line yet)"]}
+    trials = []
+    for name, lines in logs.items():
+        (tmp_path / f"{name}.log").write_text("\n".join(lines) + "\n")
+        trials.append(sweep_module.Trial("x.py", "MultiGoal-v0", 1, (), str(tmp_path / name),
+                                         str(tmp_path / f"{name}.log")))
+    line = sweep_module.summed_rate(trials)
+    assert "3 trial(s) running, 515 environment steps/s summed over the 2 that report one (each: 420, 95, -)" in line
