@@ -36,7 +36,7 @@ cat "$out/gpu.txt"
 status=0
 if [ "$phase" = all ] || [ "$phase" = tests ]; then
     # every core (no Ray there: its tests skip, so files need not stay on one worker); the GPU stays visible
-    timeout 330 python3 -m pytest tests -p no:cacheprovider -q -rfE -n "$(nproc)" --dist load \
+    timeout 240 python3 -m pytest tests -p no:cacheprovider -q -rfE -n "$(nproc)" --dist load \
         --junitxml="$out/tests.xml" > "$out/tests.log" 2>&1
     status=$?
     grep -E "^(FAILED|ERROR)|passed|failed" "$out/tests.log" | tail -25
@@ -44,8 +44,8 @@ if [ "$phase" = all ] || [ "$phase" = tests ]; then
 fi
 if [ "$phase" = all ] || [ "$phase" = speed ]; then
     # one process at a time; then eight SAC trials sharing the GPU at once
-    timeout 300 python3 benchmarks/bench.py --device cuda sac-eager sac sac-bf16 mede-eager mede mede-sep-ant sb3-sac \
-        --threads default --repeats 1 --warmup-steps 500 --steps 1500 --skip 100 --concurrent 8 sac \
+    timeout 240 python3 benchmarks/bench.py --device cuda sac-eager sac sac-bf16 mede-eager mede mede-sep-ant sb3-sac \
+        --threads default --repeats 1 --warmup-steps 500 --steps 1200 --skip 100 --concurrent 8 sac \
         > "$out/speed.md" 2> "$out/speed.log"
     echo "speed: exit code $?"
     cat "$out/speed.md"
