@@ -36,9 +36,9 @@ cat "$out/gpu.txt"
 status=0
 if [ "$phase" = all ] || [ "$phase" = tests ]; then
     # every core (no Ray there: its tests skip, so files need not stay on one worker); the GPU stays visible
-    # -v: each result is in the log as it comes, even if the time limit cuts the run; a test over 100 s fails
-    per_test=$(python3 -c "import pytest_timeout" 2>/dev/null && echo "--timeout 100")
-    timeout 280 python3 -m pytest tests -p no:cacheprovider -v --tb=short -rfE -n "$(nproc)" --dist load $per_test \
+    # -v: each result is in the log as it comes, even if the time limit cuts the run; a test over 200 s fails
+    per_test=$(python3 -c "import pytest_timeout" 2>/dev/null && echo "--timeout 200")
+    timeout 300 python3 -m pytest tests -p no:cacheprovider -v --tb=short -rfE -n "$(nproc)" --dist load $per_test \
         --junitxml="$out/tests.xml" > "$out/tests.log" 2>&1
     status=$?
     grep -E "^(FAILED|ERROR)|[0-9]+ (passed|failed)" "$out/tests.log" | tail -40

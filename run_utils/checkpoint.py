@@ -184,10 +184,17 @@ def on_cpu(state):
 
 
 def load_state(modules: dict, state: dict) -> None:
+    """`state_of`'s inverse, in place. An optimizer keeps how this process runs it (`capturable` on CUDA,
+    for CUDA graphs; `fused`): a checkpoint written on another device must not bring its own."""
     for name, module in modules.items():
         if isinstance(module, torch.Tensor):
             with torch.no_grad():
                 module.copy_(state[name])
+        elif isinstance(module, torch.optim.Optimizer):
+            how = [{key: group[key] for key in ("capturable", "fused", "foreach")} for group in module.param_groups]
+            module.load_state_dict(state[name])
+            for group, own in zip(module.param_groups, how):
+                group.update(own)
         else:
             module.load_state_dict(state[name])
 

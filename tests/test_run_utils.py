@@ -662,3 +662,18 @@ def test_an_unbounded_action_space_is_refused_with_the_reason(tmp_path, monkeypa
     with pytest.raises(cli.UsageError, match="unbounded action space.*tanh.*RescaleAction"):
         mede.main(make_args("mede", env_id="UnboundedGoal-v0"))
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_optimizer_keeps_how_this_process_runs_it_when_a_checkpoint_of_another_device_is_loaded():
+    """A CUDA run's Adam is `capturable` (for CUDA graphs), a CPU run's is not: the flags come from the
+    process, not the file. (Before, a CPU checkpoint resumed on CUDA failed at the first captured step.)"""
+    from run_utils import checkpoint
+    agent = mede.MEDE(4, 2, -np.ones(2), np.ones(2), mede.Args(num_z=3, hidden_dim=16, disc_hidden_dim=16),
+                      torch.device("cpu"))
+    state = checkpoint.state_of(agent.modules())
+    for name in ("q_optimizer", "actor_optimizer", "disc_optimizer"):
+        for group in state[name]["param_groups"]:
+            group["capturable"] = True  # as a CUDA run writes it
+    checkpoint.load_state(agent.modules(), state)
+    for name in ("q_optimizer", "actor_optimizer", "disc_optimizer"):
+        assert all(group["capturable"] is False and group["fused"] for group in getattr(agent, name).param_groups)

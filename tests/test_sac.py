@@ -502,7 +502,7 @@ def test_same_seed_same_numbers(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------- 9. bad input (CLI)
 def run_script(args, cwd):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
