@@ -16,7 +16,10 @@ from torch.utils.tensorboard import SummaryWriter
 import evaluation
 import mede_continuous as mede
 import plot
+import plot_runs
+import plot_studies
 from run_utils import files
+from run_utils.cli import UsageError
 import sac_continuous as sac
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,13 +28,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture
 def figures(monkeypatch):
     """The matplotlib figures plot.py saves (still written to disk), kept open for inspection."""
-    saved, real_save, real_close = [], plot.save, plt.close
+    saved, real_save, real_close = [], plot_runs.save, plt.close
 
     def save_and_keep(fig, out):
         saved.append(fig)
         return real_save(fig, out)
 
-    monkeypatch.setattr(plot, "save", save_and_keep)
+    monkeypatch.setattr(plot_runs, "save", save_and_keep)
     monkeypatch.setattr(plt, "close", lambda fig=None: None)
     yield saved
     real_close("all")
@@ -40,7 +43,8 @@ def figures(monkeypatch):
 HELD_OUT_GAP, PROBE_GAP = 0.25, 0.4
 
 
-def fake_run(root, name, num_z, values_sa, values_s, steps, seed=1, exp_name="mede_continuous", measured=True):
+def fake_run(root, name, num_z, values_sa, values_s, steps, seed=1, exp_name="mede_continuous", measured=True,
+             env_id="Hopper-v4", **config):
     run_dir = root / name
     writer = SummaryWriter(str(run_dir))
     for step, sa, s in zip(steps, values_sa, values_s):
@@ -53,9 +57,9 @@ def fake_run(root, name, num_z, values_sa, values_s, steps, seed=1, exp_name="me
             writer.add_scalar("measure/probe_log_q_z_given_s", s - PROBE_GAP, step)
     writer.close()
     (run_dir / "eval.json").write_text(json.dumps({
-        "algorithm": "MEDE", "script": exp_name, "exp_name": exp_name, "env_id": "Hopper-v4", "seed": seed,
+        "algorithm": "MEDE", "script": exp_name, "exp_name": exp_name, "env_id": env_id, "seed": seed,
         "num_z": num_z, "global_step": steps[-1], "avg": 0.0, "max": 0.0, "per_z": [],
-        "config": {"measure_every": 5000}}))
+        "config": {"measure_every": 5000, "env_id": env_id, "seed": seed, **config}}))
     return str(run_dir)
 
 
@@ -75,11 +79,11 @@ def test_figure2_mean_and_std_over_seeds_with_chance_level(tmp_path, figures, me
     assert "s, a" in ax_sa.get_title() and "s)" in ax_s.get_title()
     assert ax_sa.get_xlabel() == "environment steps"
     lines = {line.get_label(): line for line in ax_sa.get_lines()}
-    mede_line = lines["MEDE (2 seeds)"]
+    mede_line = lines["MEDE (2 seeds, 400 steps)"]
     # mean over the two seeds: [-0.5, 0.0, 0.3, 0.5] at the steps, linearly interpolated between
     np.testing.assert_allclose(np.interp(steps, *mede_line.get_data()), np.add([-0.5, 0.0, 0.3, 0.5], shift),
                                atol=1e-6)
-    assert "DIAYN (1 seed)" in lines and "DIAYN, matched weight (1 seed)" in lines
+    assert "DIAYN (1 seed, 400 steps)" in lines and "DIAYN, matched weight (1 seed, 400 steps)" in lines
     assert {"replay": "replay batches", "held-out": "held-out transitions", "probe": "the probe"}[measure] in \
         ax_sa.get_ylabel()
     chance = [line for label, line in lines.items() if label.startswith("chance")]
@@ -93,7 +97,7 @@ def test_figure2_mean_and_std_over_seeds_with_chance_level(tmp_path, figures, me
 def test_figure2_rejects_runs_with_different_num_z(tmp_path):
     a = fake_run(tmp_path, "a", 4, [0, 0], [0, 0], [1, 2])
     b = fake_run(tmp_path, "b", 3, [0, 0], [0, 0], [1, 2])
-    with pytest.raises(plot.PlotError, match="different"):
+    with pytest.raises(UsageError, match="different"):
         plot.main(["fig2", "--runs", a, "--runs", b, "--out", str(tmp_path / "x.png")])
 
 
@@ -105,13 +109,48 @@ def test_figure2_labels_series_by_experiment_counts_distinct_seeds_and_says_why_
     fake_run(runs, "mine", 4, [-0.5, -0.5], [-0.5, -0.5], steps, seed=1, exp_name="my_mede")
     plot.main(["fig2", "--runs", str(runs / "*"), "--points", "2", "--out", str(tmp_path / "f.png")])
     labels = {line.get_label() for line in figures[0].axes[0].get_lines()}
-    assert "mede_continuous (1 seed; seed 1 twice)" in labels and "my_mede (1 seed)" in labels
+    assert "mede_continuous (1 seed; seed 1 twice, 200 steps)" in labels and "my_mede (1 seed, 200 steps)" in labels
     assert "seed 1 twice" in capsys.readouterr().err
-    with pytest.raises(plot.PlotError, match="several experiments"):
+    with pytest.raises(UsageError, match="several experiments"):
         plot.main(["fig2", "--runs", str(runs / "*"), "--label", "MEDE", "--out", str(tmp_path / "f.png")])
     short = fake_run(tmp_path / "short", "s", 4, [-1.0], [-1.0], [300], measured=False)
-    with pytest.raises(plot.PlotError, match="fewer than --measure-every 5000"):
+    with pytest.raises(UsageError, match="fewer than --measure-every 5000"):
         plot.main(["fig2", "--runs", short, "--out", str(tmp_path / "f.png")])
+
+
+def test_figure2_refuses_several_environments_and_splits_what_table1_keeps_apart(tmp_path, figures):
+    """Issue 37, defect 7: one --runs of Hopper, MultiGoal and a custom env made one curve; runs of one env
+    that differ in a flag or in their budget were pooled too. The figure names the env, the measure, the
+    budget and the seeds."""
+    runs = tmp_path / "runs"
+    for env_id in ("Hopper-v4", "MultiGoal-v0", "my_envs:MyTask-v0"):
+        fake_run(runs, f"{env_id.split(':')[-1]}__mede_continuous__1", 4, [-1.0, -1.0], [-1.0, -1.0], [100, 200],
+                 env_id=env_id)
+    with pytest.raises(UsageError, match=r"3 environments \(Hopper-v4, MultiGoal-v0, my_envs:MyTask-v0\)"):
+        plot.main(["fig2", "--runs", str(runs / "*__mede_continuous__*"), "--out", str(tmp_path / "f.png")])
+    hopper = tmp_path / "hopper"
+    for seed in (1, 2):
+        fake_run(hopper, f"a{seed}", 4, [-1.0, -1.0], [-1.0, -1.0], [100, 200], seed=seed, alpha=0.3)
+    fake_run(hopper, "b1", 4, [-0.5, -0.5], [-0.5, -0.5], [100, 200], alpha=1.0)
+    fake_run(hopper, "c1", 4, [-0.2] * 3, [-0.2] * 3, [100, 200, 300], alpha=0.3)  # a longer budget
+    plot.main(["fig2", "--runs", str(hopper / "*"), "--points", "2", "--out", str(tmp_path / "f.png")])
+    (fig,) = figures
+    labels = {line.get_label() for line in fig.axes[0].get_lines()}
+    assert {"mede_continuous, alpha=0.3 (2 seeds, 200 steps)", "mede_continuous, alpha=1.0 (1 seed, 200 steps)",
+            "mede_continuous, alpha=0.3 (1 seed, 300 steps)"} <= labels
+    title = fig.texts[0].get_text()
+    assert "Hopper-v4" in title and "held-out measure" in title and "held-out measure" in fig.axes[0].get_ylabel()
+    assert any(label.startswith("chance") for label in labels)
+    with pytest.raises(UsageError, match="several experiments or settings"):
+        plot.main(["fig2", "--runs", str(hopper / "*"), "--label", "MEDE", "--out", str(tmp_path / "f.png")])
+
+
+def test_figure2_names_the_measure_it_draws(tmp_path, figures):
+    run = fake_run(tmp_path, "m", 4, [-1.0, -1.0], [-1.0, -1.0], [100, 200])
+    for measure, name in (("held-out", "held-out measure"), ("probe", "the probe"), ("replay", "replay measure")):
+        plot.main(["fig2", "--runs", run, "--measure", measure, "--points", "2", "--out", str(tmp_path / "f.png")])
+        fig = figures[-1]
+        assert name in fig.texts[0].get_text() and name in fig.axes[0].get_ylabel() and name in fig.axes[1].get_ylabel()
 
 
 def write_eval(path, algorithm, num_z, avg, best, seed, separate=False, **extra):
@@ -179,10 +218,30 @@ def test_table1_takes_each_runs_latest_evaluation_whatever_the_order(tmp_path):
         assert "| 2000 | 2.0 ± 0.0 |" in open(tmp_path / "t.md").read()
 
 
+def test_table1_takes_each_runs_evaluation_at_the_step_asked_and_leaves_out_runs_without_one(tmp_path, capsys):
+    """Issue 37, defect 9: SAC seed 1, extended to 1M, keeps its 300k evaluation as eval.step300000.json;
+    --step 300000 compares it with SAC seed 2 at 300k, and leaves out a run evaluated at 1M only."""
+    config = {"env_id": "MultiDirectionAnt-v0", "alpha": 0.2}
+    sac = dict(script="sac_continuous", exp_name="sac_continuous", config=config)
+    write_eval(tmp_path / "sac1/eval.step300000.json", "SAC", 1, 100.0, 100.0, 1, global_step=300000, **sac)
+    write_eval(tmp_path / "sac1/eval.json", "SAC", 1, 900.0, 900.0, 1, global_step=1000000, **sac)
+    write_eval(tmp_path / "sac2/eval.json", "SAC", 1, 300.0, 300.0, 2, global_step=300000, **sac)
+    write_eval(tmp_path / "sac3/eval.json", "SAC", 1, 950.0, 950.0, 3, global_step=1000000, **sac)
+    plot.main(["table1", str(tmp_path / "*/eval.json"), "--step", "300000", "--out", str(tmp_path / "t")])
+    markdown = open(tmp_path / "t.md").read()
+    assert "| SAC | 1 | 2 seeds | 300000 | 200.0 ± 100.0 |  |" in markdown and markdown.count("| SAC") == 1
+    err = capsys.readouterr().err
+    assert "left out" in err and "sac3" in err and "sac1" not in err
+    plot.main(["table1", str(tmp_path / "*/eval.json"), "--out", str(tmp_path / "t")])  # each run's latest
+    assert "| SAC | 1 | 2 seeds | 1000000 | 925.0 ± 25.0 |  |" in open(tmp_path / "t.md").read()
+    with pytest.raises(UsageError, match="no run has an evaluation at step 5"):
+        plot.main(["table1", str(tmp_path / "*/eval.json"), "--step", "5", "--out", str(tmp_path / "t")])
+
+
 def test_table1_rejects_a_file_that_is_not_an_eval_json(tmp_path):
     bad = tmp_path / "eval.json"
     bad.write_text("{}")
-    with pytest.raises(plot.PlotError, match="not an eval.json"):
+    with pytest.raises(UsageError, match="not an eval.json"):
         plot.main(["table1", str(bad), "--out", str(tmp_path / "t")])
 
 
@@ -210,8 +269,8 @@ def test_figure1_panels_from_tiny_models(tmp_path, figures, monkeypatch, separat
     sac_path, mede_path, mede_agent = tiny_models(tmp_path, separate)
     drawn = []  # the value grids of the filled contour plots, in drawing order
     real_contourf = plt.Axes.contourf
-    monkeypatch.setattr(plt.Axes, "contourf", lambda ax, x, y, values, **kw: (drawn.append(values),
-                                                                                 real_contourf(ax, x, y, values, **kw))[1])
+    monkeypatch.setattr(plt.Axes, "contourf", lambda ax, x, y, values, **kw: (
+        drawn.append(values), real_contourf(ax, x, y, values, **kw))[1])
     out = plot.main(["fig1", "--sac", sac_path, "--mede", mede_path, "--z", "1",
                      "--episodes", "2", "--resolution", "9", "--states=0,0 1,1 -2,3",
                      "--out", str(tmp_path / "fig1")])
@@ -236,7 +295,7 @@ def test_figure1_panels_from_tiny_models(tmp_path, figures, monkeypatch, separat
     for q_soft, q_z, s_z in zip(drawn[0::3], drawn[1::3], drawn[2::3]):
         np.testing.assert_allclose(s_z, q_soft - q_z, atol=1e-6)
         assert not np.allclose(q_soft, q_z)
-    sac_q, mede_q = (plot.q_function(*plot.load_agent(path)[:2]) for path in (sac_path, mede_path))
+    sac_q, mede_q = (plot.q_function(*plot_runs.load_agent(path)[:2]) for path in (sac_path, mede_path))
     actions, members = torch.rand(5, 2) * 2 - 1, 3 if separate else 1
     z_input = torch.eye(3)[1].expand(1, 5, 3) if not separate else torch.zeros(members, 5, 0)  # separate: member 1
     x = torch.cat([torch.tensor([[[1.0, 1.0]]]).expand(members, 5, 2), z_input, actions.expand(members, 5, 2)], -1)
@@ -247,14 +306,61 @@ def test_figure1_panels_from_tiny_models(tmp_path, figures, monkeypatch, separat
 
 def test_figure1_rejects_a_model_of_the_wrong_shape_and_names_the_real_cause(tmp_path):
     sac_path, mede_path, _ = tiny_models(tmp_path)
-    with pytest.raises(plot.PlotError, match="--mede needs a model of a script with"):
+    with pytest.raises(UsageError, match="--mede needs a model of a script with"):
         plot.main(["fig1", "--sac", sac_path, "--mede", sac_path])
-    with pytest.raises(plot.PlotError, match="--sac needs a model of a one-policy script"):
+    with pytest.raises(UsageError, match="--sac needs a model of a one-policy script"):
         plot.main(["fig1", "--sac", mede_path, "--mede", mede_path])
-    with pytest.raises(plot.PlotError, match="--z must be in"):
+    with pytest.raises(UsageError, match="--z must be in"):
         plot.main(["fig1", "--sac", sac_path, "--mede", mede_path, "--z", "3"])
-    with pytest.raises(plot.PlotError, match="no such file: .*nothing.pt"):
+    with pytest.raises(UsageError, match="no such file: .*nothing.pt"):
         plot.main(["goals", str(tmp_path / "nothing.pt")])
+
+
+def run_directory(tmp_path, name, model_path, script, save_model=True, checkpoint=True):
+    """A run directory as a run leaves it: eval.json, a checkpoint (here a stand-in: fig1 reads only
+    what it names), and, from a run with --save-model, its model file {exp_name}.pt."""
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    saved = torch.load(model_path, weights_only=False)
+    (run_dir / "eval.json").write_text(json.dumps({
+        "algorithm": "X", "script": script, "exp_name": script, "env_id": "MultiGoal-v0", "seed": 1,
+        "num_z": saved["args"].get("num_z", 1), "global_step": 1000, "avg": 0.0, "max": 0.0, "per_z": [],
+        "config": saved["args"]}))
+    if checkpoint:
+        torch.save({**saved, "global_step": 1000, "script_path": os.path.join(ROOT, f"{script}.py")},
+                   run_dir / "checkpoint.pt")
+    if save_model:
+        os.replace(model_path, run_dir / f"{script}.pt")
+    return str(run_dir)
+
+
+def test_figure1_takes_run_directories_and_draws_mede_alone_without_sac(tmp_path, figures):
+    """Issue 37, defect 10: the README's one-minute run (no SAC, no --save-model) could not be drawn: fig1
+    required --sac and refused a run directory."""
+    sac_path, mede_path, _ = tiny_models(tmp_path)
+    mede_dir = run_directory(tmp_path, "mede_run", mede_path, "mede_continuous")
+    plot.main(["fig1", "--mede", mede_dir, "--episodes", "1", "--resolution", "5", "--out", str(tmp_path / "f1")])
+    (fig,) = figures
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "mede_continuous, |Z| = 3"
+    contour_titles = [t for t in titles if "state" in t]
+    assert len(contour_titles) == 3 and all("$Q_z$" in t for t in contour_titles)
+    assert not any("soft" in t for t in titles) and "--sac" in fig.texts[0].get_text()
+    sac_dir = run_directory(tmp_path, "sac_run", sac_path, "sac_continuous")
+    plot.main(["fig1", "--sac", sac_dir, "--mede", mede_dir, "--episodes", "1", "--resolution", "5",
+               "--out", str(tmp_path / "f2")])
+    assert [ax.get_title() for ax in figures[-1].axes][:2] == ["sac_continuous", "mede_continuous, |Z| = 3"]
+    # a run made without --save-model: one line, with the command that writes the model file
+    _, mede_path, _ = tiny_models(tmp_path)
+    no_model = run_directory(tmp_path, "no_model", mede_path, "mede_continuous", save_model=False)
+    with pytest.raises(UsageError, match="without --save-model") as error:
+        plot.main(["fig1", "--mede", no_model])
+    assert f"mede_continuous.py --resume {no_model} --save-model" in str(error.value)
+    assert "\n" not in str(error.value)
+    no_checkpoint = run_directory(tmp_path, "no_checkpoint", mede_path, "mede_continuous", save_model=False,
+                                  checkpoint=False)
+    with pytest.raises(UsageError, match="without --save-model and kept no checkpoint.pt"):
+        plot.main(["fig1", "--mede", no_checkpoint])
 
 
 def test_command_line_error_is_one_line(tmp_path):
@@ -270,7 +376,8 @@ def ant_eval(path, algorithm, seed, headings, length=5.0):
     for z, heading in enumerate(headings):
         direction = np.array([math.cos(math.radians(heading)), math.sin(math.radians(heading))])
         path_points = [(direction * t).tolist() for t in np.linspace(0, length, 11)]
-        per_z.append({"z": z, "returns": [1.0], "mean": 1.0, "std": 0.0, "displacements": [(direction * length).tolist()],
+        per_z.append({"z": z, "returns": [1.0], "mean": 1.0, "std": 0.0,
+                      "displacements": [(direction * length).tolist()],
                       "headings": [heading], "mean_heading": heading, "path": path_points,
                       "speeds": [length / 2.5], "mean_speed": length / 2.5})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -301,7 +408,7 @@ def test_ant_directions_rows_are_seeds_columns_experiments_on_the_same_axes(tmp_
 
 def test_ant_directions_reject_an_eval_without_paths(tmp_path):
     write_eval(tmp_path / "h/eval.json", "MEDE", 4, 1.0, 1.0, 1)
-    with pytest.raises(plot.PlotError, match="has no torso paths"):
+    with pytest.raises(UsageError, match="has no torso paths"):
         plot.main(["ant", str(tmp_path / "h"), "--out", str(tmp_path / "x.png")])
 
 
@@ -318,7 +425,7 @@ def test_ant_training_headings_come_from_the_buffers_torso_velocities(tmp_path, 
     obs[:, 0, 13:15] = torch.tensor([0.0, 2.0])  # z = 0 runs north (90°) at 2 m/s
     obs[:, 1, 13:15] = torch.tensor([-1.0, 0.0])  # z = 1 runs west (180°)
     torch.save({"buffer": {"obs": obs, "pos": 400, "size": 400}}, run_dir / "checkpoint.pt")
-    steps, headings, speeds = plot.buffer_headings(str(run_dir / "checkpoint.pt"), 100)
+    steps, headings, speeds = plot_studies.buffer_headings(str(run_dir / "checkpoint.pt"), 100)
     assert list(steps) == [100, 200, 300, 400]
     np.testing.assert_allclose(headings, [[90.0, 180.0]] * 4)
     np.testing.assert_allclose(speeds, [[2.0, 1.0]] * 4)
@@ -328,8 +435,8 @@ def test_ant_training_headings_come_from_the_buffers_torso_velocities(tmp_path, 
     (fig,) = figures
     assert len(fig.axes) == 3 and "held-out" in fig.axes[1].get_title()
     torch.save({"buffer": {"obs": obs, "pos": 10, "size": 400}}, run_dir / "checkpoint.pt")
-    with pytest.raises(plot.PlotError, match="wrapped"):
-        plot.buffer_headings(str(run_dir / "checkpoint.pt"), 100)
+    with pytest.raises(UsageError, match="wrapped"):
+        plot_studies.buffer_headings(str(run_dir / "checkpoint.pt"), 100)
 
 
 # ------------------------------------------------- a researcher's own variant, end to end (issue 24)
@@ -362,13 +469,16 @@ def test_a_copied_script_is_trained_extended_plotted_under_its_own_label_and_rol
     plot.main(["fig1", "--sac", str(tmp_path / "runs/sac/sac_continuous.pt"), "--mede", str(mine / "my_mede.pt"),
                "--episodes", "1", "--resolution", "5", "--out", str(tmp_path / "f1.png")])
     assert figures[-1].axes[1].get_title() == "my_mede, |Z| = 4"
+    plot.main(["fig1", "--mede", str(mine), "--episodes", "1", "--resolution", "5", "--out", str(tmp_path / "f1")])
+    assert figures[-1].axes[0].get_title() == "my_mede, |Z| = 4"  # a run directory, and no SAC
     plot.main(["fig2", "--runs", str(tmp_path / "runs/mede"), "--runs", str(mine), "--points", "3",
                "--out", str(tmp_path / "f2.png")])
     labels = {line.get_label() for line in figures[-1].axes[0].get_lines()}
-    assert {"mede_continuous (1 seed)", "my_mede (1 seed)"} <= labels
+    assert {"mede_continuous (1 seed, 600 steps)", "my_mede (1 seed, 600 steps)"} <= labels
     plot.main(["table1", str(tmp_path / "runs/*/eval*.json"), "--out", str(tmp_path / "t1")])
     table = open(tmp_path / "t1.md").read()
-    assert "| MultiGoal-v0 | MEDE | 4 | 1 seed | 600 |" in table and "| MultiGoal-v0 | MEDE [my_mede] | 4 | 1 seed | 600 |" in table
+    assert "| MultiGoal-v0 | MEDE | 4 | 1 seed | 600 |" in table
+    assert "| MultiGoal-v0 | MEDE [my_mede] | 4 | 1 seed | 600 |" in table
     assert plot.main(["goals", str(mine / "my_mede.pt"), "--episodes", "2"]) == "the table above"
     plot.main(["goals-over-training", str(mine), "--out", str(tmp_path / "g.png")])
     assert len(figures[-1].axes) == 4 and figures[-1].axes[0].get_ylabel() == "z = 0"
@@ -395,10 +505,26 @@ def test_goal_table_counts_distinct_goals_per_seed_and_the_seeds_with_every_goal
                distinct_goals=2, goal_names=["E", "W", "N", "S"], script="mede_continuous", exp_name="mede_continuous")
     plot.main(["goal-table", str(tmp_path / "*/eval.json"), "--out", str(tmp_path / "g")])
     text = (tmp_path / "g.md").read_text()
-    assert "| seed 1 | seed 2 | seed 3 | all goals on |" in text
-    assert "| MEDE, disc_grad=True | 4 | 1000 | 4 | 3 | 4 | 2 of 3 |" in text
-    assert "| MEDE, disc_grad=False | 4 | 1000 | 2 |  |  | 0 of 1 |" in text
+    assert "| seed 1 | seed 2 | seed 3 | runs reaching every goal |" in text
+    assert "| MEDE, disc_grad=True | 4 | 1000 | 4 of 4 | 3 of 4 | 4 of 4 | 2 of 3 |" in text
+    assert "| MEDE, disc_grad=False | 4 | 1000 | 2 of 4 |  |  | 0 of 1 |" in text
     assert "held-out" not in text  # no run has a TensorBoard log: no measure table
+
+
+def test_goal_table_counts_goals_against_the_environments_goals(tmp_path):
+    """Issue 37, defect 8: a SAC run reaching its one goal read as '1 of 1' runs reaching every goal,
+    beside MEDE's '0 of 1'. Goals count against the env's: SAC reaches 1 of 4."""
+    names = ["E", "W", "N", "S"]
+    for algorithm, num_z, goals in (("SAC", 1, 1), ("MEDE", 4, 3), ("DIAYN", 4, 4)):
+        write_eval(tmp_path / f"{algorithm}/eval.json", algorithm, num_z, 1.0, 1.0, 1, distinct_goals=goals,
+                   goal_names=names, script=f"{algorithm.lower()}_continuous",
+                   exp_name=f"{algorithm.lower()}_continuous", env_id="MultiGoal-v0",
+                   config={"env_id": "MultiGoal-v0", "num_z": num_z})
+    plot.main(["goal-table", str(tmp_path / "*/eval.json"), "--out", str(tmp_path / "g")])
+    text = (tmp_path / "g.md").read_text()
+    assert "| MultiGoal-v0 | SAC | 1 | 1000 | 1 of 4 | 0 of 1 |" in text
+    assert "| MEDE | 4 | 1000 | 3 of 4 | 0 of 1 |" in text
+    assert "| DIAYN | 4 | 1000 | 4 of 4 | 1 of 1 |" in text
 
 
 def test_goal_table_gives_the_held_out_measure_at_each_evaluations_step(tmp_path):
