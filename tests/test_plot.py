@@ -451,7 +451,8 @@ def test_a_copied_script_is_trained_extended_plotted_under_its_own_label_and_rol
 
     def run(script, *flags):
         done = subprocess.run([sys.executable, script, *flags], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])})
+                              timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                  [ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])})
         assert done.returncode == 0, done.stderr
         return done
 
