@@ -9,6 +9,7 @@ import torch
 
 import evaluation
 from run_utils import checkpoint, files
+from run_utils.cli import UsageError
 
 
 def model_path(run) -> str:
@@ -27,6 +28,22 @@ def finished_at(run, step: int) -> bool:
     return ((args.eval_episodes == 0 or os.path.exists(eval_path) and files.evaluated_step(eval_path) == step) and
             (not args.save_model or os.path.exists(model_path(run)) and saved_step(model_path(run)) == step) and
             (not args.capture_video or os.path.exists(run.dir.file(os.path.join("videos", f"step{step}_z0.gif")))))
+
+
+def stop_if_nothing_to_do(run, state: dict, total_steps: int) -> None:
+    """A resumed run whose checkpoint (`state`) is past --total-timesteps is bad input; one that has
+    already finished everything its flags ask for says so and exits (code 0), writing nothing."""
+    start_step, args = state["global_step"], run.args
+    if total_steps < start_step:
+        raise UsageError(f"--total-timesteps {args.total_timesteps} is below the step this run has reached "
+                         f"({start_step}); to train it longer, give more")
+    changed = {name for name, value in dataclasses.asdict(args).items()
+               if name != "resume" and state["args"].get(name, value) != value}
+    if start_step >= total_steps and finished_at(run, start_step) and "eval_episodes" not in changed:
+        longer = run.command("--resume", run.dir.path, "--total-timesteps", str(2 * total_steps))
+        print(f"{run.dir.name} already finished at step {start_step}; its results are in {run.dir.path}. "
+              f"To train it longer: {longer}")
+        raise SystemExit(0)
 
 
 def save_model(run, agent, names, algorithm: str) -> None:

@@ -23,7 +23,7 @@ import torch
 
 import evaluation
 from run_utils import checkpoint, device, files, outputs
-from run_utils.cli import FAILED, NAN, Interrupted, RunFailed, UsageError, check_resume, script_name
+from run_utils.cli import FAILED, NAN, Interrupted, RunFailed, check_resume, script_name
 from run_utils.log import TrainingLog
 from run_utils.progress import Progress
 from run_utils.seeding import Seeds
@@ -32,10 +32,8 @@ LOG_EVERY = 100  # updates between two loss logs (the only host syncs of the hot
 
 
 class Run:
-    """One run of a script. Its checkpoint holds the whole training state (`checkpoint.training_state`)
-    and the loop variables given to `start` as keywords (arrays and numpy generators, restored in
-    place), so a resumed run computes bit for bit what an uninterrupted one computes (on the CPU,
-    with the same --threads)."""
+    """One run of a script. Its checkpoint holds the training state and the loop variables given to `start`,
+    so a resumed run computes bit for bit what an uninterrupted one does (CPU, same --threads)."""
 
     def __init__(self, args, file: str):
         self.args, self.script, self.script_path = args, script_name(file), os.path.abspath(file)
@@ -50,8 +48,8 @@ class Run:
             if args.resume:
                 self.saved = checkpoint.read_checkpoint(args.resume, self.script)
                 check_resume(args, self.saved["args"])
-            self.precision = device.choose_precision(args, self.device, self.saved and self.saved.get("precision",
-                                                                                                     "float32"))
+            saved_precision = self.saved and self.saved.get("precision", "float32")  # older files: float32
+            self.precision = device.choose_precision(args, self.device, saved_precision)
         except BaseException:
             self.dir.release()
             raise
@@ -95,15 +93,7 @@ class Run:
             print(f"warning: --total-timesteps {args.total_timesteps} <= --learning-starts {args.learning_starts}: "
                   "this run only takes random actions and never learns", file=sys.stderr)
         if state is not None:
-            if total_steps < start_step:
-                raise UsageError(f"--total-timesteps {args.total_timesteps} is below the step this run has reached "
-                                 f"({start_step}); to train it longer, give more")
-            changed = {name for name, value in dataclasses.asdict(args).items()
-                       if name != "resume" and state["args"].get(name, value) != value}
-            if start_step >= total_steps and outputs.finished_at(self, start_step) and "eval_episodes" not in changed:
-                print(f"{self.dir.name} already finished at step {start_step}; its results are in {self.dir.path}. "
-                      f"To train it longer: {self.command('--resume', self.dir.path, '--total-timesteps', str(2 * total_steps))}")
-                raise SystemExit(0)
+            outputs.stop_if_nothing_to_do(self, state, total_steps)
             obs = checkpoint.restore_training_state(state, agent, buffer, envs, loop_state, self.device)
             self.saved = None  # read into memory, not mapped: the file's space is free once it is replaced
         else:

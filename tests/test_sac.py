@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch.distributions import AffineTransform, Normal, TanhTransform, TransformedDistribution
 
 import evaluation
-import sac_continuous as sac
 from run_utils.buffer import ReplayBuffer
 from sac_continuous import (SAC, Actor, Args, Batch, TwinQNetwork, actor_loss, alpha_loss, critic_loss, critic_target,
                             load_model, main, make_envs, transitions_to_store)
