@@ -41,7 +41,7 @@ import multigoal_env  # noqa: F401  (registers MultiGoal-v0 and MultiGoalTwo-v0)
 from run_utils import checkpoint, cli
 from run_utils.buffer import ReplayBuffer
 from run_utils.cli import MeasureArgs, UsageError
-from run_utils.device import autocast
+from run_utils.hardware import autocast
 from run_utils.run import Run
 
 SCRIPT = cli.script_name(__file__)  # "diayn_continuous", or the name of a copy

@@ -261,8 +261,9 @@ def held_out_measure(act, make_envs, env_id: str, num_z: int, steps_per_z: int, 
                 "measure/chance_log_q": -math.log(num_z), "measure/chance_accuracy": 1 / num_z}
     fit_obs, fit_actions, fit_z, _, _ = collect_transitions(act, make_envs, env_id, num_z, steps_per_z,
                                                             seed_from(seed, 1), device)
-    for given, like, fit_x, test_x in (("sa", disc_sa, torch.cat([fit_obs, fit_actions], -1), torch.cat([obs, actions], -1)),
-                                       ("s", disc_s, fit_obs, obs)):
+    probes = (("sa", disc_sa, torch.cat([fit_obs, fit_actions], -1), torch.cat([obs, actions], -1)),
+              ("s", disc_s, fit_obs, obs))
+    for given, like, fit_x, test_x in probes:
         log_q, accuracy = probe(like, fit_x, fit_z, test_x, z, seed_from(seed, 2))
         measured[f"measure/probe_log_q_z_given_{given}"] = log_q
         measured[f"measure/probe_accuracy_z_given_{given}"] = accuracy
@@ -294,7 +295,6 @@ def probe(like, fit_x: torch.Tensor, fit_z: torch.Tensor, test_x: torch.Tensor, 
     transitions, and the accuracy. Every random generator of the run is left as it was."""
     num_z = like.logits(test_x[:1]).shape[-1]
     classifier = copy.deepcopy(like)
-    fit_x, fit_z = fit_x.clone(), fit_z.clone()  # out of inference mode: ordinary tensors
     aside = len(fit_z) - int(len(fit_z) * PROBE_ASIDE)
     best_loss, best_state, checks_without_gain = math.log(num_z), None, 0  # the uniform guess
     with torch.random.fork_rng(devices=range(torch.cuda.device_count())):

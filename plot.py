@@ -229,6 +229,12 @@ def run_groups(groups: list[list[str]]) -> list[list[dict]]:
     return found
 
 
+def budget(run: dict) -> int:
+    """A run's --total-timesteps (a run still training is pooled with its seeds by its budget, not its
+    progress); the step of its evaluation where its settings were not recorded."""
+    return (run.get("config") or {}).get("total_timesteps", run["global_step"])
+
+
 def series_of(groups: list[list[str]], labels: list[str]) -> list[tuple[str, list[dict]]]:
     """Labelled series of runs: each group of run directories (one --runs) is split as Table 1 splits
     runs (script, experiment name, budget, and the flags whose values differ between its runs); a group's
@@ -241,7 +247,7 @@ def series_of(groups: list[list[str]], labels: list[str]) -> list[tuple[str, lis
         flags, split = plot_runs.differing_flags(group, family), defaultdict(list)
         for run in group:
             setting = plot_runs.setting_label(run, flags.get(family(run), []))
-            split[run["script"], run["exp_name"] + setting, run["global_step"]].append(run)
+            split[run["script"], run["exp_name"] + setting, budget(run)].append(run)
         if i < len(labels) and len(split) > 1:
             kinds = "; ".join(f"{name}, {steps} steps" for _, name, steps in split)
             raise UsageError(f"--label {labels[i]!r} names a --runs of several experiments or settings ({kinds}), "
@@ -266,7 +272,7 @@ def figure2(args) -> str:
     series = series_of(args.runs, args.label)
     env_id, num_z = series[0][1][0]["env_id"], series[0][1][0]["num_z"]
     chance = math.log(1 / num_z)
-    labels = [f"{name} ({plot_runs.seeds_label(runs)}, {runs[0]['global_step']} steps)" for name, runs in series]
+    labels = [f"{name} ({plot_runs.seeds_label(runs)}, {budget(runs[0])} steps)" for name, runs in series]
     prefix, measure, measured_on = MEASURES[args.measure]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for ax, tag, label in zip(axes, (f"{prefix}log_q_z_given_sa", f"{prefix}log_q_z_given_s"),

@@ -280,7 +280,12 @@ def import_script(name: str, recorded_path: str | None, model_path: str):
             spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
-            spec.loader.exec_module(module)
+            try:
+                spec.loader.exec_module(module)
+            except ImportError as error:  # e.g. a script from before the run_utils package (2026-12-04)
+                del sys.modules[name]
+                raise UsageError(f"{model_path} was written by {path}, which cannot be imported next to this "
+                                 f"version of the project ({error}): plot it with the code of its date") from None
             return module
     raise UsageError(f"{model_path} was written by {name}.py, which is not at {recorded_path or 'its recorded path'} "
                      f"nor next to plot.py: put it back there")

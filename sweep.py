@@ -420,14 +420,16 @@ RATE_EVERY = 120  # seconds between two lines of the trials' summed speed
 
 
 def latest_rate(log_path: str) -> float | None:
-    """The steps per second of a trial's latest progress line (`step N/T (P%) | R SPS | ...`) in its log."""
+    """The steps per second of the latest progress line (`step N/T (P%) | R SPS | ...`) of the trial's current
+    attempt once it learns (after the script's line `learning at ...`: the random warm-up is many times faster),
+    or None (not learning yet)."""
     try:
-        with open(log_path, "rb") as f:
-            f.seek(max(0, os.path.getsize(log_path) - 8192))
-            tail = f.read().decode(errors="replace")
+        with open(log_path, errors="replace") as f:
+            attempt = f.read().rsplit("\n=== attempt ", 1)[-1]
     except OSError:
         return None
-    rates = re.findall(r"\| (\d+) SPS \|", tail)
+    learning = attempt.split("\nlearning at ", 1)
+    rates = re.findall(r"\| (\d+) SPS \|", learning[1]) if len(learning) == 2 else []
     return float(rates[-1]) if rates else None
 
 
@@ -438,7 +440,7 @@ def summed_rate(running: list[Trial]) -> str:
     known = [rate for rate in rates.values() if rate is not None]
     each = ", ".join(f"{rate:.0f}" if rate is not None else "-" for rate in rates.values())
     return (f"speed: {len(running)} trial(s) running, {sum(known):.0f} environment steps/s summed over the "
-            f"{len(known)} that report one (each: {each})")
+            f"{len(known)} that learn (each: {each}; -: not learning yet)")
 
 
 def stop_leftover_scripts(trials: list[Trial], timeout: float = 120) -> None:

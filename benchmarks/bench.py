@@ -1,4 +1,4 @@
-"""Gradient updates per second on Hopper-v4: our scripts and Stable-Baselines3 SAC, side by side.
+"""Gradient updates per second on Hopper-v4 (and M. Ant): our scripts and Stable-Baselines3 SAC, side by side.
 
 Setup, once, from the repository root (a separate venv, so SB3 never enters the main one):
 
@@ -20,8 +20,9 @@ the same sizes for every contender: two hidden layers of 256 for the actor and e
 batch 256, one gradient step per environment step (per agent), a 1M replay buffer. `sac` and
 `sb3-sac` learn their temperature; `mede` and `mede-sep` run MEDE's defaults otherwise (fixed
 alpha 0.3, actor updated every step) and add their two discriminators (2 x 256).
-A timestamp is taken at each update (our scripts: each call of the agent's `update`; SB3: each
-callback `_on_step` once learning has started, which precedes its one gradient step); the rate
+A timestamp is taken at each update (our scripts: each call of `Run.log_losses`, which follows every
+update, outside any CUDA graph; SB3: each callback `_on_step` once learning has started, which
+precedes its one gradient step); the rate
 is the updates from the K-th to the last timestamp divided by the time between them. So it is
 the training loop's real throughput: acting and environment steps between updates included.
 Rounds are interleaved (each round runs every contender once, in a rotated order) and the
@@ -88,8 +89,8 @@ def run_ours(contender: Ours, warmup_steps: int, steps: int, threads: int, devic
     follows every update, outside any CUDA graph). Returns the timestamps and the precision the run chose."""
     sys.path.insert(0, REPO)
     module = importlib.import_module(contender.script.removesuffix(".py"))
-    cli, chosen_device, run = (importlib.import_module(f"run_utils.{name}") for name in ("cli", "device", "run"))
-    log_losses, choose_precision, stamps, chosen = run.Run.log_losses, chosen_device.choose_precision, [], []
+    cli, hardware, run = (importlib.import_module(f"run_utils.{name}") for name in ("cli", "hardware", "run"))
+    log_losses, choose_precision, stamps, chosen = run.Run.log_losses, hardware.choose_precision, [], []
 
     def timed_log_losses(self, *args, **kwargs):
         stamps.append(time.perf_counter())
@@ -99,7 +100,7 @@ def run_ours(contender: Ours, warmup_steps: int, steps: int, threads: int, devic
         chosen.append(choose_precision(*args, **kwargs))
         return chosen[-1]
 
-    run.Run.log_losses, chosen_device.choose_precision = timed_log_losses, recorded_precision
+    run.Run.log_losses, hardware.choose_precision = timed_log_losses, recorded_precision
     flags = ["--env-id", contender.env_id, "--learning-starts", str(warmup_steps), "--threads", str(threads),
              "--total-timesteps", str(warmup_steps + steps * contender.env_steps_per_update), "--eval-episodes", "0",
              "--checkpoint-every", "0", *(["--no-cuda"] if device == "cpu" else [])]

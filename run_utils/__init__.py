@@ -11,10 +11,14 @@ to change:
 - `files`: files that are never half-written (atomic writes) or overwritten, one writer per run directory;
 - `checkpoint`: what a checkpoint holds (the agent, every random state, each environment) and how
   a checkpoint or model file loads on any device;
-- `device`: CPU or CUDA, float32 or bf16, threads, and the update captured as a CUDA graph;
+- `hardware`: CPU or CUDA, float32 or bf16, the CPU's allocator, and the update as CUDA graphs;
+- `seeding`: every random generator of a run from its one --seed, in independent streams;
+- `buffer`: the replay buffer, on the run's device;
 - `progress`: the progress line, its rate and its ETA;
-- `run`: one run's life: its directory and seeds, the loop's context (signals, NaN guard,
-  logging, checkpoints, the held-out measure) and what it leaves behind (model file, eval.json, GIFs).
+- `log`: what a run writes to TensorBoard;
+- `outputs`: what a run leaves behind (model file, eval.json, GIFs);
+- `run`: one run's life: its directory, the loop's context (signals, NaN guard, checkpoints, the
+  held-out measure) and its end.
 
 Importing this package imports none of them: sweep.py and plot.py take `cli` and `files` alone.
 """

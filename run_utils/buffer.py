@@ -20,11 +20,13 @@ class ReplayBuffer:
         self.pos, self.size = 0, 0
 
     def allocate(self, examples: dict) -> None:
-        """One column per field, shaped and typed like its example (integers stay int64, the rest
-        is float32)."""
+        """One column per field, shaped like its example: int64 for an index (one integer per env,
+        such as z), float32 for everything else (an integer observation is stored as floats)."""
         for name, value in examples.items():
-            dtype = torch.long if np.issubdtype(np.asarray(value).dtype, np.integer) else torch.float32
-            self.columns[name] = torch.zeros(self.capacity, *np.shape(value), dtype=dtype, device=self.device)
+            value = np.asarray(value)
+            index = np.issubdtype(value.dtype, np.integer) and value.shape == (self.members,)
+            self.columns[name] = torch.zeros(self.capacity, *value.shape, dtype=torch.long if index else torch.float32,
+                                             device=self.device)
 
     def add(self, **step) -> None:
         """Store one step of the M envs: every field of the batch type, as an array with a leading axis of M."""

@@ -70,11 +70,23 @@ def load_model(path: str, script: str, args_class, agent_class, names, device="c
     state = read_checkpoint(path, script)
     args = args_from(args_class, state["args"], path, script)
     agent = agent_class(**state["dims"], args=args, device=torch.device(device))
+    loaded(lambda: [getattr(agent, name).load_state_dict(state["agent"][name]) for name in names], path, script)
     for name in names:
-        getattr(agent, name).load_state_dict(state["agent"][name])
         getattr(agent, name).eval()
     agent.precision = state.get("precision", "float32")  # `agent.policy` acts as training did
     return agent, args
+
+
+def loaded(load, path: str, script: str):
+    """`load()` (it loads state dicts), or one line where the file holds networks this version of the
+    script cannot load: the discriminators were renamed on 2026-12-02 (disc_sa, disc_s) and SAC's actor
+    became the ensemble layer on 2026-12-04."""
+    try:
+        return load()
+    except (KeyError, RuntimeError) as error:
+        reason = str(error).strip().splitlines()[0]
+        raise UsageError(f"{path} holds networks that this version of {script}.py cannot load ({reason}); it was "
+                         "written by an older version: load it with the code of its date (git log)") from None
 
 
 def find_time_limit(env: gym.Env):

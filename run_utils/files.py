@@ -117,7 +117,7 @@ class RunDirectory:
         return os.path.basename(self.path)
 
     @property
-    def checkpoint(self) -> str:
+    def checkpoint_file(self) -> str:
         return os.path.join(self.path, "checkpoint.pt")
 
     def file(self, name: str) -> str:
@@ -163,5 +163,5 @@ class RunDirectory:
             else:
                 raise RunFailed(f"cannot create a run directory {stem}.N")
         self.take()
-        if os.path.exists(self.checkpoint):  # another process was faster
+        if os.path.exists(self.checkpoint_file):  # another process was faster
             raise UsageError(f"{self.path} already holds a run; continue it with --resume {self.path}")

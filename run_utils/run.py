@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import evaluation
-from run_utils import checkpoint, device, files, outputs
+from run_utils import checkpoint, files, hardware, outputs
 from run_utils.cli import FAILED, NAN, Interrupted, RunFailed, check_resume, script_name
 from run_utils.log import TrainingLog
 from run_utils.progress import Progress
@@ -38,18 +38,18 @@ class Run:
     def __init__(self, args, file: str):
         self.args, self.script, self.script_path = args, script_name(file), os.path.abspath(file)
         torch.set_num_threads(args.threads)
-        device.keep_freed_memory()
+        hardware.keep_freed_memory()
         if args.resume:
             args.resume = checkpoint.checkpoint_path(args.resume)
         self.dir = files.RunDirectory(args)  # with --resume, locked before its checkpoint is read
-        self.device, self.device_note = device.choose_device(args)
+        self.device, self.device_note = hardware.choose_device(args)
         self.saved = None  # the checkpoint to continue, until `start` has restored it
         try:  # bad input lets go of the lock, so that a caller in this process may try again
             if args.resume:
                 self.saved = checkpoint.read_checkpoint(args.resume, self.script)
                 check_resume(args, self.saved["args"])
             saved_precision = self.saved and self.saved.get("precision", "float32")  # older files: float32
-            self.precision = device.choose_precision(args, self.device, saved_precision)
+            self.precision = hardware.choose_precision(args, self.device, saved_precision)
         except BaseException:
             self.dir.release()
             raise
@@ -60,12 +60,12 @@ class Run:
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)  # set by a NaN loss, read when logging
 
     def autocast(self):
-        """The context of the updates and of acting: bf16 autocast in a bf16 run (`device.autocast`)."""
-        return device.autocast(self.device, self.precision)
+        """The context of the updates and of acting: bf16 autocast in a bf16 run (`hardware.autocast`)."""
+        return hardware.autocast(self.device, self.precision)
 
     def cuda_graphs(self, update, key):
-        """`update` as CUDA graphs (`device.CudaGraphs`) on CUDA with --cuda-graphs, else `update` itself."""
-        return device.CudaGraphs(update, key) if self.device.type == "cuda" and self.args.cuda_graphs else update
+        """`update` as CUDA graphs (`hardware.CudaGraphs`) on CUDA with --cuda-graphs, else `update` itself."""
+        return hardware.CudaGraphs(update, key) if self.device.type == "cuda" and self.args.cuda_graphs else update
 
     def command(self, *flags: str) -> str:
         """A command line that runs this script again, as it ran: this interpreter, this file."""
@@ -94,7 +94,8 @@ class Run:
                   "this run only takes random actions and never learns", file=sys.stderr)
         if state is not None:
             outputs.stop_if_nothing_to_do(self, state, total_steps)
-            obs = checkpoint.restore_training_state(state, agent, buffer, envs, loop_state, self.device)
+            obs = checkpoint.loaded(lambda: checkpoint.restore_training_state(state, agent, buffer, envs, loop_state,
+                                                                              self.device), args.resume, self.script)
             self.saved = None  # read into memory, not mapped: the file's space is free once it is replaced
         else:
             self.dir.make()
@@ -127,7 +128,7 @@ class Run:
         every, num_envs = self.args.measure_every, self.envs.num_envs
         if every and step > 0 and step % every < num_envs:
             measured = evaluation.held_out_measure(
-                device.in_precision(act, self.device, self.precision), make_envs, self.args.env_id, num_z, self.args.measure_steps,
+                hardware.in_precision(act, self.device, self.precision), make_envs, self.args.env_id, num_z, self.args.measure_steps,
                 evaluation.seed_from(self.args.seed, step), self.device, disc_sa=disc_sa, disc_s=disc_s)
             self.log.scalars(measured, step)
 
@@ -161,7 +162,7 @@ class Run:
             print(f"warning: the state of env(s) {lost} cannot be saved (copying or pickling it fails, e.g. an "
                   "attribute that is a lambda): checkpoints skip it, and a resume starts it on a new episode",
                   file=sys.stderr)
-        checkpoint.write(state, self.dir.checkpoint, self.checkpointed_step, self.command("--resume", self.dir.path))
+        checkpoint.write(state, self.dir.checkpoint_file, self.checkpointed_step, self.command("--resume", self.dir.path))
         self.checkpointed_step = next_step
 
     # ---------------------------------------------------------------- signals and exits
@@ -193,7 +194,7 @@ class Run:
             sys.exit(128 + self.stop_signal[0])
         except FloatingPointError as error:
             self.close()
-            kept = (f"the last good checkpoint {self.dir.checkpoint} (step {self.checkpointed_step}) is intact"
+            kept = (f"the last good checkpoint {self.dir.checkpoint_file} (step {self.checkpointed_step}) is intact"
                     if self.checkpointed_step is not None else "no checkpoint had been written yet")
             print(f"{self.script}.py: error: {error}; training stopped, no model or evaluation written, and {kept}. "
                   "Try a lower learning rate or another seed.", file=sys.stderr)
@@ -230,7 +231,7 @@ class Run:
         last: it marks the run as done; returned), with the deterministic policy
         `act(obs [N, obs_dim], z [N]) -> actions [N, act_dim]`. A signal meanwhile stops at once; the
         resume redoes only these."""
-        act, result = device.in_precision(act, self.device, self.precision), None
+        act, result = hardware.in_precision(act, self.device, self.precision), None
         with self.stops():
             self.defer_signals = False
             if self.stop_signal:  # arrived between the end of training and here

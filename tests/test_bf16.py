@@ -11,7 +11,7 @@ import torch
 
 import diayn_continuous as diayn
 import mede_continuous as mede
-from run_utils import cli, device
+from run_utils import cli, hardware
 from run_utils.run import Run
 import sac_continuous as sac
 
@@ -92,7 +92,7 @@ def test_under_bf16_the_losses_log_probabilities_and_q_values_are_float32_and_no
 def test_run_autocast_does_not_reuse_bf16_copies_of_weights_that_changed(tmp_path, monkeypatch):
     """An update steps the actor more than once (policy_frequency 2): each forward pass must see
     the weights as they are, not a bf16 copy cached before the optimizer step."""
-    monkeypatch.setenv(device.EMULATED_BF16, "1")
+    monkeypatch.setenv(hardware.EMULATED_BF16, "1")
     monkeypatch.chdir(tmp_path)
     run = Run(sac.Args(bf16=True, cuda=False), sac.__file__)
     layer = torch.nn.Linear(4, 4)
@@ -124,7 +124,7 @@ def only_run(root):
 
 @pytest.mark.parametrize("name", ["sac", "mede"])
 def test_a_resumed_bf16_run_computes_exactly_what_an_uninterrupted_one_computes(tmp_path, monkeypatch, name):
-    monkeypatch.setenv(device.EMULATED_BF16, "1")
+    monkeypatch.setenv(hardware.EMULATED_BF16, "1")
     module = SCRIPTS[name][0]
     results, losses = {}, {}
     for how in ("uninterrupted", "interrupted", "float32"):
@@ -155,8 +155,8 @@ def scalars(run_dir, tag="losses/qf_loss"):
 
 
 def test_without_native_bf16_the_run_says_so_in_one_line_and_runs_float32(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv(device.EMULATED_BF16, raising=False)
-    monkeypatch.setattr(device, "native_bf16", lambda device: False)
+    monkeypatch.delenv(hardware.EMULATED_BF16, raising=False)
+    monkeypatch.setattr(hardware, "native_bf16", lambda device: False)
     monkeypatch.chdir(tmp_path)
     result = mede.main(make_args("mede", bf16=True))
     said = [line for line in capsys.readouterr().err.splitlines() if "--bf16" in line]
@@ -165,8 +165,8 @@ def test_without_native_bf16_the_run_says_so_in_one_line_and_runs_float32(tmp_pa
 
 
 def test_with_native_bf16_the_run_trains_in_bfloat16_and_records_it(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv(device.EMULATED_BF16, raising=False)
-    monkeypatch.setattr(device, "native_bf16", lambda device: True)
+    monkeypatch.delenv(hardware.EMULATED_BF16, raising=False)
+    monkeypatch.setattr(hardware, "native_bf16", lambda device: True)
     monkeypatch.chdir(tmp_path)
     result = sac.main(make_args("sac", bf16=True))
     assert "--bf16" not in capsys.readouterr().err
@@ -180,14 +180,14 @@ def test_with_native_bf16_the_run_trains_in_bfloat16_and_records_it(tmp_path, mo
 
 def test_a_resume_in_another_precision_is_refused_in_one_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(device, "native_bf16", lambda device: True)
+    monkeypatch.setattr(hardware, "native_bf16", lambda device: True)
     mede.main(make_args("mede", bf16=True, total_timesteps=200, checkpoint_every=200))
     run_dir = str(only_run(tmp_path))
     with pytest.raises(cli.UsageError, match="--bf16 True \\(asked: False\\)"):
         mede.main(cli.parse_args(mede.Args, mede.__file__, ["--resume", run_dir, "--no-bf16",
                                                                   "--total-timesteps", "400"]))
     # the same run on a CPU that only emulates bf16: refused, saying what to do
-    monkeypatch.setattr(device, "native_bf16", lambda device: False)
-    monkeypatch.delenv(device.EMULATED_BF16, raising=False)
+    monkeypatch.setattr(hardware, "native_bf16", lambda device: False)
+    monkeypatch.delenv(hardware.EMULATED_BF16, raising=False)
     with pytest.raises(cli.UsageError, match="trains in bfloat16.*AVX512-BF16 or AMX"):
         mede.main(cli.parse_args(mede.Args, mede.__file__, ["--resume", run_dir, "--total-timesteps", "400"]))

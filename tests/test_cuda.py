@@ -106,7 +106,7 @@ def test_the_update_as_cuda_graphs_equals_the_eager_update(name, flags):
     import diayn_continuous
     import mede_continuous
     import sac_continuous
-    from run_utils.device import CudaGraphs
+    from run_utils.hardware import CudaGraphs
     module = {"sac": sac_continuous, "mede": mede_continuous, "diayn": diayn_continuous}[name]
     agent_class = {"sac": "SAC", "mede": "MEDE", "diayn": "DIAYN"}[name]
     sizes = {} if name == "sac" else {"num_z": 3, "disc_hidden_dim": 32}

@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Normal
 
+import diayn_continuous as diayn
 import mede_continuous as mede
 import sac_continuous as sac
 
@@ -198,3 +199,68 @@ def test_mede_update_matches_a_straightforward_implementation(fixed_noise):
     for j in range(2):
         torch.testing.assert_close(sequential_from_stacked(agent.qf.net.weights, agent.qf.net.biases, j).state_dict(),
                                    critics[j].state_dict(), rtol=1e-4, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------- DIAYN
+@pytest.mark.parametrize("add_log_pz", [False, True])
+def test_diayn_update_matches_a_straightforward_implementation(fixed_noise, add_log_pz):
+    """DIAYN as the paper runs it: r̂ = c·r + β log q(z|s_t) (+ log |Z|) from the current q(z|s), the SAC
+    target and actor loss with z one-hot in π and Q, and no gradient of the discriminator into the policy."""
+    torch.manual_seed(2)
+    obs_dim, act_dim, num_z, batch_size = 4, 2, 3, 12
+    args = diayn.Args(hidden_dim=24, disc_hidden_dim=20, num_z=num_z, alpha=0.5, disc_coef=2.0, reward_scale=3.0,
+                      add_log_pz=add_log_pz)
+    agent = diayn.DIAYN(obs_dim, act_dim, np.array([-2.0, -1.0]), np.array([2.0, 3.0]), args, torch.device("cpu"))
+    scale, bias = agent.actor.action_scale, agent.actor.action_bias
+    z = torch.randint(num_z, (1, batch_size))
+    batch = diayn.Batch(obs=torch.randn(1, batch_size, obs_dim), actions=torch.rand(1, batch_size, act_dim) * 2 - 1,
+                        rewards=torch.randn(1, batch_size), next_obs=torch.randn(1, batch_size, obs_dim),
+                        terminations=(torch.rand(1, batch_size) < 0.3).float(), z=z)
+    next_noise, noise = torch.randn(1, batch_size, act_dim), torch.randn(1, batch_size, act_dim)
+
+    actor = sequential_from_stacked(agent.actor.net.weights, agent.actor.net.biases, 0)
+    critics = [sequential_from_stacked(agent.qf.net.weights, agent.qf.net.biases, j) for j in range(2)]
+    targets = [copy.deepcopy(c) for c in critics]
+    state_disc = sequential_from_stacked(agent.disc_s.net.weights, agent.disc_s.net.biases, 0)
+    q_opt = torch.optim.Adam([p for c in critics for p in c.parameters()], lr=args.q_lr)
+    pi_opt = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
+
+    s, a, s2, zz = batch.obs[0], batch.actions[0], batch.next_obs[0], z[0]
+    one_hot = F.one_hot(zz, num_z).float()
+    alpha, beta, c = 0.5, 2.0, 3.0
+    with torch.no_grad():
+        log_q = F.log_softmax(state_disc(s), -1).gather(1, zz[:, None]).view(-1)  # q(z|s_t), on s_t
+        r_hat = c * batch.rewards[0] + beta * (log_q + (np.log(num_z) if add_log_pz else 0.0))
+        next_a, next_log_pi = reference_sample(actor, torch.cat([s2, one_hot], -1), next_noise[0], scale, bias)
+        next_in = torch.cat([s2, one_hot, next_a], -1)
+        next_v = torch.min(targets[0](next_in), targets[1](next_in)).view(-1) - alpha * next_log_pi
+        y = r_hat + args.gamma * (1 - batch.terminations[0]) * next_v
+    x = torch.cat([s, one_hot, a], -1)
+    ref_qf_loss = F.mse_loss(critics[0](x).view(-1), y) + F.mse_loss(critics[1](x).view(-1), y)
+    q_opt.zero_grad()
+    ref_qf_loss.backward()
+    q_opt.step()
+    pi, log_pi = reference_sample(actor, torch.cat([s, one_hot], -1), noise[0], scale, bias)
+    x_pi = torch.cat([s, one_hot, pi], -1)
+    ref_actor_loss = (alpha * log_pi - torch.min(critics[0](x_pi), critics[1](x_pi)).view(-1)).mean()
+    pi_opt.zero_grad()
+    ref_actor_loss.backward()
+    ref_actor_grads = grads(actor)
+    pi_opt.step()
+    ref_disc_loss = F.cross_entropy(state_disc(s), zz)
+
+    fixed_noise.extend([next_noise, noise])
+    info = agent.update(batch, 0)
+    assert info["augmented_reward"].item() == pytest.approx(r_hat.mean().item(), rel=1e-5, abs=1e-6)
+    assert info["qf_loss"].item() * 2 == pytest.approx(ref_qf_loss.item(), rel=1e-5)
+    assert info["disc_s_loss"].item() == pytest.approx(ref_disc_loss.item(), rel=1e-5)
+    assert info["actor_loss"].item() == pytest.approx(ref_actor_loss.item(), rel=1e-5, abs=1e-6)
+    fast_actor_grads = [g for w, b in zip(agent.actor.net.weights, agent.actor.net.biases)
+                        for g in (w.grad[0].T, b.grad[0, 0])]
+    for fast, ref in zip(fast_actor_grads, ref_actor_grads):
+        torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-6)
+    for j in range(2):
+        torch.testing.assert_close(sequential_from_stacked(agent.qf.net.weights, agent.qf.net.biases, j).state_dict(),
+                                   critics[j].state_dict(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(sequential_from_stacked(agent.actor.net.weights, agent.actor.net.biases, 0).state_dict(),
+                               actor.state_dict(), rtol=1e-4, atol=1e-6)

@@ -22,8 +22,9 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 import diayn_continuous as diayn
 import evaluation
 import mede_continuous as mede
-from run_utils import cli, device, files
+from run_utils import cli, files, hardware
 from run_utils import progress as progress_module
+from run_utils.run import Run
 import sac_continuous as sac
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -524,7 +525,9 @@ def test_the_probe_gives_chance_for_identical_policies_and_near_certainty_for_di
 
 
 # ----------------------------------------------------- files written before today's flags
-DATA = os.path.join(ROOT, "tests", "data")  # written by commit 06152c6 (2026-11), before --bf16 and --cuda-graphs
+# written by commit 06152c6 (2026-11), before --bf16 and --cuda-graphs; their discriminators renamed to
+# disc_sa and disc_s on 2026-12-04, as the files of 2026-12-02 on name them
+DATA = os.path.join(ROOT, "tests", "data")
 
 
 @pytest.mark.parametrize("name", ["mede", "diayn"])
@@ -537,6 +540,22 @@ def test_model_files_written_before_newer_flags_still_load(name):
             assert torch.equal(value, saved[network][key]), f"{network} is not the file's"
     assert args.bf16 is False and args.cuda_graphs is True  # flags newer than the file take their defaults
     assert agent.precision == "float32"  # a file without a precision was trained in float32
+
+
+@pytest.mark.parametrize("name", ["mede", "diayn"])
+def test_a_file_this_version_cannot_load_is_one_line_not_a_traceback(tmp_path, name):
+    """Files from before the discriminators' rename (disc, state_disc) no longer load: they say so."""
+    old_names = {"mede": {"disc_sa": "disc", "disc_s": "state_disc"}, "diayn": {"disc_s": "disc", "disc_sa": "action_disc"}}
+    for kind in ("model", "checkpoint"):
+        state = torch.load(os.path.join(DATA, f"{name}_{kind}_2026-11.torch"), weights_only=False)
+        state["agent"] = {old_names[name].get(key, key): value for key, value in state["agent"].items()}
+        torch.save(state, tmp_path / f"{kind}.pt")
+    with pytest.raises(cli.UsageError, match="holds networks that this version of .* cannot load"):
+        SCRIPTS[name].load_model(str(tmp_path / "model.pt"))
+    (tmp_path / "run").mkdir()
+    shutil.move(tmp_path / "checkpoint.pt", tmp_path / "run" / "checkpoint.pt")
+    error = command_error(f"{name}_continuous.py", "--resume", str(tmp_path / "run"), cwd=tmp_path)
+    assert "holds networks that this version of" in error and "older version" in error
 
 
 @pytest.mark.parametrize("name", ["mede", "diayn"])
@@ -587,7 +606,7 @@ def test_the_readmes_rollout_of_a_saved_model_works_on_what_env_reset_returns(tm
 
 
 def test_a_bf16_model_acts_in_bf16_as_it_trained_and_as_eval_json_scored_it(tmp_path, monkeypatch):
-    monkeypatch.setenv(device.EMULATED_BF16, "1")
+    monkeypatch.setenv(hardware.EMULATED_BF16, "1")
     monkeypatch.chdir(tmp_path)
     result = mede.main(make_args("mede", total_timesteps=200, save_model=True, bf16=True, eval_episodes=2))
     agent, _ = mede.load_model(str(only_run(tmp_path) / "mede_continuous.pt"))
@@ -677,3 +696,16 @@ def test_an_optimizer_keeps_how_this_process_runs_it_when_a_checkpoint_of_anothe
     checkpoint.load_state(agent.modules(), state)
     for name in ("q_optimizer", "actor_optimizer", "disc_optimizer"):
         assert all(group["capturable"] is False and group["fused"] for group in getattr(agent, name).param_groups)
+
+
+@pytest.mark.parametrize("name", ["sac", "mede", "diayn"])
+def test_main_keys_the_cuda_graphs_by_every_choice_the_update_makes(tmp_path, monkeypatch, name):
+    """On CUDA one graph is captured per key and replayed for every update with that key: the key must
+    tell apart updates that train the actor and updates that move the targets (else a graph captured on
+    one would replay on the other). Checked on the CPU through the key that main hands to the run."""
+    keys = []
+    monkeypatch.setattr(Run, "cuda_graphs", lambda self, update, key: keys.append(key) or update)
+    monkeypatch.chdir(tmp_path)
+    SCRIPTS[name].main(make_args(name, total_timesteps=200, policy_frequency=2, target_network_frequency=3))
+    (key,) = keys
+    assert [key(None, step) for step in range(7)] == [(step % 2 == 0, step % 3 == 0) for step in range(7)]

@@ -475,6 +475,11 @@ def test_replay_buffer_ring_sample_and_state():
     assert rb.columns["obs"][:, 0, 0].tolist() == [5.0, 1.0, 2.0, 3.0, 4.0]
     assert set(rb.sample(500).obs[0, :, 0].tolist()) == {1.0, 2.0, 3.0, 4.0, 5.0}
 
+    integer_obs = ReplayBuffer(Batch, 5, 3, torch.device("cpu"))  # an env with an integer Box: stored as floats
+    integer_obs.add(obs=np.ones((3, 2), dtype=np.int64), actions=np.zeros((3, 1)), rewards=np.zeros(3),
+                    next_obs=np.ones((3, 2), dtype=np.int64), terminations=np.zeros(3, dtype=bool))
+    assert integer_obs.columns["obs"].dtype == torch.float32 and integer_obs.columns["terminations"].dtype == torch.float32
+
     copy = ReplayBuffer(Batch, 5, 3, torch.device("cpu"))
     copy.load_state_dict(rb.state_dict())
     assert (copy.pos, copy.size) == (rb.pos, rb.size)

@@ -148,14 +148,18 @@ def test_the_speed_line_sums_the_latest_rate_of_every_running_trial(tmp_path):
     """Several trials on one GPU: what the GPU does is their sum, from each one's latest progress line."""
     sys.path.insert(0, ROOT)
     import sweep as sweep_module
-    logs = {"a": ["step 1000/9000 (11%) | 310 SPS | return -5.0 | ETA 0:00:30",
+    logs = {"a": ["=== attempt 1 on host", "step 400/9000 (4%) | 5000 SPS | return - | ETA 0:00:02",  # warm-up
+                  "learning at 300 steps/s: the remaining 8000 steps take about 0:00:27 (h:mm:ss), done around Fri 10:00",
+                  "step 1000/9000 (11%) | 310 SPS | return -5.0 | ETA 0:00:30",
                   "step 2000/9000 (22%) | 420 SPS | return -3.0 | ETA 0:00:20"],
-            "b": ["=== attempt 1", "step 500/9000 (6%) | 95 SPS | return - | ETA 0:01:30"],
-            "c": ["=== attempt 1 (no progress line yet)"]}
+            "b": ["=== attempt 1 on host", "learning at 90 steps/s: ...", "step 500/9000 (6%) | 50 SPS | return -",
+                  "=== exit code 143", "=== attempt 2 on host", "learning at 95 steps/s: ...",
+                  "step 900/9000 (10%) | 95 SPS | return - | ETA 0:01:30"],
+            "c": ["=== attempt 1 on host", "step 300/9000 (3%) | 4000 SPS | return - | ETA 0:00:02"]}  # warming up
     trials = []
     for name, lines in logs.items():
         (tmp_path / f"{name}.log").write_text("\n".join(lines) + "\n")
         trials.append(sweep_module.Trial("x.py", "MultiGoal-v0", 1, (), str(tmp_path / name),
                                          str(tmp_path / f"{name}.log")))
     line = sweep_module.summed_rate(trials)
-    assert "3 trial(s) running, 515 environment steps/s summed over the 2 that report one (each: 420, 95, -)" in line
+    assert "3 trial(s) running, 515 environment steps/s summed over the 2 that learn (each: 420, 95, -;" in line
