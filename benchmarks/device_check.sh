@@ -2,7 +2,7 @@
 # The check a session with a GPU runs, as one command (issues 36 and 39): the README's test suite with
 # the GPU visible (tests/test_cuda.py runs there instead of skipping), then the speed table on CUDA.
 #
-#     bash benchmarks/device_check.sh [all|tests|speed] [OUTDIR]      (from the repository root)
+#     bash benchmarks/device_check.sh [all|tests|speed|profile] [OUTDIR]      (from the repository root)
 #
 # It expects torch with CUDA, numpy, tensorboard, matplotlib, pytest and pytest-xdist installed (as on
 # the device tool's H200 image, Python 3.12), and the rest of the requirements as wheels in .whl/
@@ -15,7 +15,7 @@
 #         pyopengl websockets tyro==1.0.17 docstring-parser typeguard stable-baselines3==2.9.2
 #
 # What it writes to OUTDIR (default: $OUT, else device_check/): gpu.txt, tests.log, tests.xml (JUnit),
-# speed.md. Phases: tests about 3 minutes, speed about 3 minutes on an H200 with 16 cores.
+# speed.md, profile.txt. Phases on an H200 with 16 cores: tests about 3 minutes, speed about 3, profile 1.
 set -uo pipefail
 phase=${1:-all}
 out=${2:-${OUT:-device_check}}
@@ -51,5 +51,11 @@ if [ "$phase" = all ] || [ "$phase" = speed ]; then
         > "$out/speed.md" 2> "$out/speed.log"
     echo "speed: exit code $?"
     cat "$out/speed.md"
+fi
+if [ "$phase" = all ] || [ "$phase" = profile ]; then
+    # where a step's time goes on the GPU (each phase synchronised): what to speed up next
+    for script in sac mede-sep-ant; do
+        timeout 90 python3 benchmarks/profile_step.py --device cuda $script --steps 1000 2> /dev/null | tail -10
+    done | tee "$out/profile.txt"
 fi
 exit $status
