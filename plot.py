@@ -11,7 +11,9 @@ fig1                 Multigoal paths of every z of a MEDE-shaped run (one colour
                      S_z = Q_soft - Q_z (Theorem 2). From runs made with --save-model.
 fig2                 Mean ± std over seeds of log q(z|s,a) and log q(z|s) of the true z, one series per --runs
                      (the held-out measure by default, the probe, or the replay batches), chance log(1/|Z|),
-                     on one environment. A --runs is split where Table 1 would not pool its runs.
+                     on one environment. A --runs is split where Table 1 would not pool its runs. --table
+                     writes the figure in numbers, each seed's last value and the paper's three words
+                     ("immediately", "500 iterations", "more robust to seed") read against the first --runs.
 table1               Average and max return, mean ± std over seeds, from eval.json files: each run's latest,
                      or its evaluation at --step. Runs whose settings differ are never pooled: a row per
                      script, experiment name and setting.
@@ -290,7 +292,58 @@ def figure2(args) -> str:
     fig.suptitle(args.title or f"Figure 2 on {env_id}, |Z| = {num_z}: discriminability of the policies, {measure} "
                  f"({measured_on}), mean ± std over seeds")
     fig.tight_layout()
-    return plot_runs.save(fig, args.out)
+    out = plot_runs.save(fig, args.out)
+    if args.table:
+        plot_runs.write_text(args.table, figure2_table(series, labels, prefix, f"{env_id}, |Z| = {num_z}, {measure} "
+                                                       f"({measured_on})", chance))
+    return out
+
+
+def at_measure_steps(runs: list[dict], tag: str) -> tuple[list[int], np.ndarray]:
+    """The steps every run of a series measured, and the values there: [runs, steps]."""
+    curves = [dict(zip(*plot_runs.read_scalars(run["dir"], tag))) for run in runs]
+    steps = sorted(set.intersection(*(set(curve) for curve in curves)))
+    return steps, np.array([[curve[step] for step in steps] for curve in curves])
+
+
+def figure2_table(series, labels: list[str], prefix: str, what: str, chance: float) -> str:
+    """Figure 2 in numbers (Markdown): each series' mean ± std over seeds (ddof 0, as the figure's band) at every measure step, each
+    seed's value at the last step, and the paper's three words read against the first series (MEDE):
+    the first step it is ahead ("immediately"), whether the other closes the gap ("500 iterations"),
+    and the spread over seeds ("more robust to seed")."""
+    first = series[0][0]
+    text = [f"Figure 2 in numbers: {what}; the log-probability of the true z, mean ± std over seeds "
+            f"(chance {chance:.3f}).", ""]
+    verdicts = [f"| compared with | discriminator | {first} ahead first at | {first} ahead at | other closes the gap "
+                f"at | difference at the last step | std over seeds at the last step ({first} / other) |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
+    for tag, name in ((f"{prefix}log_q_z_given_sa", r"log q(z\|s,a)"), (f"{prefix}log_q_z_given_s", r"log q(z\|s)")):
+        measured = [at_measure_steps(runs, tag) for _, runs in series]
+        steps = sorted(set().union(*(s for s, _ in measured)))
+        text += [f"{name}:", "", "| step | " + " | ".join(labels) + " |", "| --- |" + " --- |" * len(series)]
+        for step in steps:
+            cells = [f"{v[:, s.index(step)].mean():.3f} ± {v[:, s.index(step)].std():.3f}" if step in s else "–"
+                     for s, v in measured]
+            text.append(f"| {step} | " + " | ".join(cells) + " |")
+        text.append("| each seed, at the last step | " + " | ".join(
+            f"at {s[-1]}: " + ", ".join(f"s{run['seed']} {v[i, -1]:.3f}" for i, run in enumerate(runs)) if s else "–"
+            for (s, v), (_, runs) in zip(measured, series)) + " |")
+        text.append("")
+        (ref_steps, ref), mean = measured[0], lambda s, v, step: v[:, s.index(step)].mean()
+        for (other, _), (other_steps, values) in zip(series[1:], measured[1:]):
+            common = [step for step in ref_steps if step in other_steps]
+            if not common:
+                continue
+            ahead = [step for step in common if mean(ref_steps, ref, step) > mean(other_steps, values, step)]
+            closed = next((step for step in common if ahead and step > ahead[0]
+                           and mean(other_steps, values, step) >= mean(ref_steps, ref, step)), None)
+            last = common[-1]
+            verdicts.append(
+                f"| {other} | {name} | {ahead[0] if ahead else 'never'} | {len(ahead)} of {len(common)} steps | "
+                f"{closed if closed else 'not within ' + str(last) if ahead else '– (never behind)'} | "
+                f"{mean(ref_steps, ref, last) - mean(other_steps, values, last):+.3f} at {last} | "
+                f"{ref[:, ref_steps.index(last)].std():.3f} / {values[:, other_steps.index(last)].std():.3f} |")
+    return "\n".join(text + [f"The paper's three words, read against {first}:", ""] + verdicts) + "\n"
 
 
 # ------------------------------------------------------------------------------------- Table 1
@@ -374,6 +427,9 @@ def add_figure2(sub) -> None:
     p.add_argument("--points", type=int, default=200, help="points of the common step grid")
     p.add_argument("--title", help="figure title")
     p.add_argument("--out", default="plots/figure2.png", help="output PNG")
+    p.add_argument("--table", metavar="FILE.md", help="also write the figure in numbers (Markdown): mean ± std at "
+                   "every measure step, each seed's last value, and the paper's three words read against the first "
+                   "--runs (the first step it is ahead; whether each other series closes the gap; spread over seeds)")
 
 
 def add_table1(sub) -> None:

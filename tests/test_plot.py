@@ -94,6 +94,26 @@ def test_figure2_mean_and_std_over_seeds_with_chance_level(tmp_path, figures, me
     assert any(label.startswith("chance") for label in (line.get_label() for line in ax_s.get_lines()))
 
 
+def test_figure2_table_gives_every_seed_and_reads_the_papers_three_words_against_the_first_series(tmp_path):
+    """Issue 38: the verdicts ("immediately", "500 iterations", "more robust to seed") come from the runs,
+    not from reading curves by eye."""
+    steps = [100, 200, 300, 400]
+    for seed, late in ((1, -1.0), (2, -0.8)):  # MEDE ahead at 200 and 300, caught up at 400; never ahead on s
+        fake_run(tmp_path, f"mede{seed}", 4, [-2.0, -1.0, -1.0, late], [-1.2] * 4, steps, seed=seed)
+    diayn = fake_run(tmp_path, "diayn1", 4, [-2.0, -1.5, -1.2, -0.5], [-1.0] * 4, steps, exp_name="diayn_continuous")
+    table = tmp_path / "fig2.md"
+    plot.main(["fig2", "--runs", str(tmp_path / "mede*"), "--runs", diayn, "--label", "MEDE", "--label", "DIAYN",
+               "--points", "4", "--out", str(tmp_path / "fig2.png"), "--table", str(table)])
+    text = table.read_text()
+    gap = HELD_OUT_GAP
+    assert f"| 200 | {-1.0 - gap:.3f} ± 0.000 | {-1.5 - gap:.3f} ± 0.000 |" in text
+    assert f"| 400 | {-0.9 - gap:.3f} ± 0.100 | {-0.5 - gap:.3f} ± 0.000 |" in text  # the mean and std of 2 seeds
+    assert f"at 400: s1 {-1.0 - gap:.3f}, s2 {-0.8 - gap:.3f}" in text
+    assert r"| DIAYN | log q(z\|s,a) | 200 | 2 of 4 steps | 400 | -0.400 at 400 | 0.100 / 0.000 |" in text
+    assert r"| DIAYN | log q(z\|s) | never | 0 of 4 steps | – (never behind) | -0.200 at 400 | 0.000 / 0.000 |" in text
+    assert "Hopper-v4, |Z| = 4, held-out measure" in text and "chance -1.386" in text
+
+
 def test_figure2_rejects_runs_with_different_num_z(tmp_path):
     a = fake_run(tmp_path, "a", 4, [0, 0], [0, 0], [1, 2])
     b = fake_run(tmp_path, "b", 3, [0, 0], [0, 0], [1, 2])
