@@ -15,7 +15,8 @@
 #         pyopengl websockets tyro==1.0.17 docstring-parser typeguard stable-baselines3==2.9.2
 #
 # What it writes to OUTDIR (default: $OUT, else device_check/): gpu.txt, tests.log, tests.xml (JUnit),
-# speed.md, profile.txt. Phases on an H200 with 16 cores: tests about 3 minutes, speed about 3, profile 1.
+# speed.md, profile.txt. Phases on an H200 with 16 cores: tests about 3 minutes, speed about 3, profile about 3
+# (its torch.compile check unmeasured there yet: `profile` alone if `all` would not fit).
 set -uo pipefail
 phase=${1:-all}
 out=${2:-${OUT:-device_check}}
@@ -57,5 +58,7 @@ if [ "$phase" = all ] || [ "$phase" = profile ]; then
     for script in sac mede-sep-ant; do
         timeout 90 python3 benchmarks/profile_step.py --device cuda $script --steps 1000 2> /dev/null | tail -10
     done | tee "$out/profile.txt"
+    # does torch.compile before capture make the update faster (LeanRL's recipe)? The scripts do not do it yet
+    timeout 150 python3 benchmarks/compile_update.py --device cuda --updates 300 2>&1 | grep -v "^W" | tee -a "$out/profile.txt"
 fi
 exit $status
