@@ -134,21 +134,30 @@ def test_sac_update_matches_a_straightforward_implementation(fixed_noise):
 
 
 # ---------------------------------------------------------------------------------------- MEDE
+def skill_batch(module, obs_dim: int, act_dim: int, num_z: int, batch_size: int):
+    """A random batch of a skill script (MEDE or DIAYN), and the noise of its next and current actions."""
+    batch = module.Batch(obs=torch.randn(1, batch_size, obs_dim), actions=torch.rand(1, batch_size, act_dim) * 2 - 1,
+                         rewards=torch.randn(1, batch_size), next_obs=torch.randn(1, batch_size, obs_dim),
+                         terminations=(torch.rand(1, batch_size) < 0.3).float(), z=torch.randint(num_z, (1, batch_size)))
+    return batch, torch.randn(1, batch_size, act_dim), torch.randn(1, batch_size, act_dim)
+
+
+def reference_networks(agent):
+    """The agent's actor, critics and targets as plain nn.Sequential copies (member 0; critics 0 and 1)."""
+    actor = sequential_from_stacked(agent.actor.net.weights, agent.actor.net.biases, 0)
+    critics = [sequential_from_stacked(agent.qf.net.weights, agent.qf.net.biases, j) for j in range(2)]
+    return actor, critics, [copy.deepcopy(c) for c in critics]
+
+
 def test_mede_update_matches_a_straightforward_implementation(fixed_noise):
     torch.manual_seed(1)
     obs_dim, act_dim, num_z, batch_size = 4, 2, 3, 12
     args = mede.Args(hidden_dim=24, disc_hidden_dim=20, num_z=num_z, alpha=0.5, disc_coef=2.0, reward_scale=3.0)
     agent = mede.MEDE(obs_dim, act_dim, np.array([-2.0, -1.0]), np.array([2.0, 3.0]), args, torch.device("cpu"))
     scale, bias = agent.actor.action_scale, agent.actor.action_bias
-    z = torch.randint(num_z, (1, batch_size))
-    batch = mede.Batch(obs=torch.randn(1, batch_size, obs_dim), actions=torch.rand(1, batch_size, act_dim) * 2 - 1,
-                       rewards=torch.randn(1, batch_size), next_obs=torch.randn(1, batch_size, obs_dim),
-                       terminations=(torch.rand(1, batch_size) < 0.3).float(), z=z)
-    next_noise, noise = torch.randn(1, batch_size, act_dim), torch.randn(1, batch_size, act_dim)
-
-    actor = sequential_from_stacked(agent.actor.net.weights, agent.actor.net.biases, 0)
-    critics = [sequential_from_stacked(agent.qf.net.weights, agent.qf.net.biases, j) for j in range(2)]
-    targets = [copy.deepcopy(c) for c in critics]
+    batch, next_noise, noise = skill_batch(mede, obs_dim, act_dim, num_z, batch_size)
+    z = batch.z
+    actor, critics, targets = reference_networks(agent)
     disc = sequential_from_stacked(agent.disc_sa.net.weights, agent.disc_sa.net.biases, 0)
     state_disc = sequential_from_stacked(agent.disc_s.net.weights, agent.disc_s.net.biases, 0)
     q_opt = torch.optim.Adam([p for c in critics for p in c.parameters()], lr=args.q_lr)
@@ -212,15 +221,9 @@ def test_diayn_update_matches_a_straightforward_implementation(fixed_noise, add_
                       add_log_pz=add_log_pz)
     agent = diayn.DIAYN(obs_dim, act_dim, np.array([-2.0, -1.0]), np.array([2.0, 3.0]), args, torch.device("cpu"))
     scale, bias = agent.actor.action_scale, agent.actor.action_bias
-    z = torch.randint(num_z, (1, batch_size))
-    batch = diayn.Batch(obs=torch.randn(1, batch_size, obs_dim), actions=torch.rand(1, batch_size, act_dim) * 2 - 1,
-                        rewards=torch.randn(1, batch_size), next_obs=torch.randn(1, batch_size, obs_dim),
-                        terminations=(torch.rand(1, batch_size) < 0.3).float(), z=z)
-    next_noise, noise = torch.randn(1, batch_size, act_dim), torch.randn(1, batch_size, act_dim)
-
-    actor = sequential_from_stacked(agent.actor.net.weights, agent.actor.net.biases, 0)
-    critics = [sequential_from_stacked(agent.qf.net.weights, agent.qf.net.biases, j) for j in range(2)]
-    targets = [copy.deepcopy(c) for c in critics]
+    batch, next_noise, noise = skill_batch(diayn, obs_dim, act_dim, num_z, batch_size)
+    z = batch.z
+    actor, critics, targets = reference_networks(agent)
     state_disc = sequential_from_stacked(agent.disc_s.net.weights, agent.disc_s.net.biases, 0)
     q_opt = torch.optim.Adam([p for c in critics for p in c.parameters()], lr=args.q_lr)
     pi_opt = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
