@@ -40,6 +40,27 @@ def sequential_from_stacked(weights, biases, member):
     return nn.Sequential(*layers)
 
 
+def reference_networks(agent):
+    """The agent's actor, critics and targets as plain nn.Sequential copies (member 0; critics 0 and 1)."""
+    actor = sequential_from_stacked(agent.actor.net.weights, agent.actor.net.biases, 0)
+    critics = [sequential_from_stacked(agent.qf.net.weights, agent.qf.net.biases, j) for j in range(2)]
+    return actor, critics, [copy.deepcopy(c) for c in critics]
+
+
+def assert_same_weights(stacked, member: int, reference: nn.Sequential) -> None:
+    """Member `member` of a stacked network has the reference network's weights (to float32 rounding)."""
+    torch.testing.assert_close(sequential_from_stacked(stacked.weights, stacked.biases, member).state_dict(),
+                               reference.state_dict(), rtol=1e-4, atol=1e-6)
+
+
+def assert_same_grads(stacked, member: int, reference_grads: list) -> None:
+    """Member `member` of a stacked network has the gradients of the reference (grads(reference), in order)."""
+    fast = [g for w, b in zip(stacked.weights, stacked.biases) for g in (w.grad[member].T, b.grad[member, 0])]
+    assert len(fast) == len(reference_grads)
+    for mine, ref in zip(fast, reference_grads):
+        torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-6)
+
+
 def reference_sample(net, obs, noise, scale, bias):
     """CleanRL's tanh-Gaussian with torch.distributions: action and log π(a|s)."""
     mean, log_std = net(obs).chunk(2, -1)
@@ -70,9 +91,7 @@ def test_sac_update_matches_a_straightforward_implementation(fixed_noise):
     next_noise, noise = torch.randn(batch_size, act_dim), torch.randn(batch_size, act_dim)
 
     # The reference: separate critics and optimizers, built from the agent's initial weights.
-    actor = sequential_from_stacked(agent.actor.net.weights, agent.actor.net.biases, 0)
-    critics = [sequential_from_stacked(agent.qf.net.weights, agent.qf.net.biases, j) for j in range(2)]
-    targets = [copy.deepcopy(c) for c in critics]
+    actor, critics, targets = reference_networks(agent)
     log_alpha = torch.tensor([np.log(0.3)], dtype=torch.float32, requires_grad=True)
     q_opt = torch.optim.Adam([p for c in critics for p in c.parameters()], lr=args.q_lr)
     pi_opt = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
@@ -112,24 +131,15 @@ def test_sac_update_matches_a_straightforward_implementation(fixed_noise):
     assert info["qf_loss"].item() * 2 == pytest.approx(ref_qf_loss.item(), rel=1e-5)
     assert info["actor_loss"].item() == pytest.approx(ref_actor_loss.item(), rel=1e-5, abs=1e-6)
     assert info["alpha_loss"].item() == pytest.approx(ref_alpha_loss.item(), rel=1e-5, abs=1e-7)
-    fast_critic_grads = [g for j in range(2) for w, b in zip(agent.qf.net.weights, agent.qf.net.biases)
-                         for g in (w.grad[j].T, b.grad[j, 0])]
-    assert len(fast_critic_grads) == len(ref_critic_grads)
-    for fast, ref in zip(fast_critic_grads, ref_critic_grads):
-        torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-6)
-    fast_actor_grads = [g for w, b in zip(agent.actor.net.weights, agent.actor.net.biases)
-                        for g in (w.grad[0].T, b.grad[0, 0])]
-    for fast, ref in zip(fast_actor_grads, ref_actor_grads):
-        torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-6)
+    half = len(ref_critic_grads) // 2  # critic 0's, then critic 1's
+    assert_same_grads(agent.qf.net, 0, ref_critic_grads[:half])
+    assert_same_grads(agent.qf.net, 1, ref_critic_grads[half:])
+    assert_same_grads(agent.actor.net, 0, ref_actor_grads)
     # ... and the same weights after the steps.
     for j in range(2):
-        torch.testing.assert_close(sequential_from_stacked(agent.qf.net.weights, agent.qf.net.biases, j).state_dict(),
-                                   critics[j].state_dict(), rtol=1e-4, atol=1e-6)
-        torch.testing.assert_close(
-            sequential_from_stacked(agent.qf_target.net.weights, agent.qf_target.net.biases, j).state_dict(),
-            targets[j].state_dict(), rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(sequential_from_stacked(agent.actor.net.weights, agent.actor.net.biases, 0).state_dict(),
-                               actor.state_dict(), rtol=1e-4, atol=1e-6)
+        assert_same_weights(agent.qf.net, j, critics[j])
+        assert_same_weights(agent.qf_target.net, j, targets[j])
+    assert_same_weights(agent.actor.net, 0, actor)
     torch.testing.assert_close(agent.log_alpha.detach(), log_alpha.detach())
 
 
@@ -140,13 +150,6 @@ def skill_batch(module, obs_dim: int, act_dim: int, num_z: int, batch_size: int)
                          rewards=torch.randn(1, batch_size), next_obs=torch.randn(1, batch_size, obs_dim),
                          terminations=(torch.rand(1, batch_size) < 0.3).float(), z=torch.randint(num_z, (1, batch_size)))
     return batch, torch.randn(1, batch_size, act_dim), torch.randn(1, batch_size, act_dim)
-
-
-def reference_networks(agent):
-    """The agent's actor, critics and targets as plain nn.Sequential copies (member 0; critics 0 and 1)."""
-    actor = sequential_from_stacked(agent.actor.net.weights, agent.actor.net.biases, 0)
-    critics = [sequential_from_stacked(agent.qf.net.weights, agent.qf.net.biases, j) for j in range(2)]
-    return actor, critics, [copy.deepcopy(c) for c in critics]
 
 
 def test_mede_update_matches_a_straightforward_implementation(fixed_noise):
@@ -198,16 +201,11 @@ def test_mede_update_matches_a_straightforward_implementation(fixed_noise):
     assert info["disc_sa_loss"].item() == pytest.approx(ref_disc_loss.item(), rel=1e-5)
     assert info["disc_s_loss"].item() == pytest.approx(ref_state_disc_loss.item(), rel=1e-5)
     assert info["actor_loss"].item() == pytest.approx(ref_actor_loss.item(), rel=1e-5, abs=1e-6)
-    fast_actor_grads = [g for w, b in zip(agent.actor.net.weights, agent.actor.net.biases)
-                        for g in (w.grad[0].T, b.grad[0, 0])]
-    for fast, ref in zip(fast_actor_grads, ref_actor_grads):
-        torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-6)
+    assert_same_grads(agent.actor.net, 0, ref_actor_grads)
     for mine, ref in ((agent.actor.net, actor), (agent.disc_sa.net, disc), (agent.disc_s.net, state_disc)):
-        torch.testing.assert_close(sequential_from_stacked(mine.weights, mine.biases, 0).state_dict(),
-                                   ref.state_dict(), rtol=1e-4, atol=1e-6)
+        assert_same_weights(mine, 0, ref)
     for j in range(2):
-        torch.testing.assert_close(sequential_from_stacked(agent.qf.net.weights, agent.qf.net.biases, j).state_dict(),
-                                   critics[j].state_dict(), rtol=1e-4, atol=1e-6)
+        assert_same_weights(agent.qf.net, j, critics[j])
 
 
 # --------------------------------------------------------------------------------------- DIAYN
@@ -258,12 +256,7 @@ def test_diayn_update_matches_a_straightforward_implementation(fixed_noise, add_
     assert info["qf_loss"].item() * 2 == pytest.approx(ref_qf_loss.item(), rel=1e-5)
     assert info["disc_s_loss"].item() == pytest.approx(ref_disc_loss.item(), rel=1e-5)
     assert info["actor_loss"].item() == pytest.approx(ref_actor_loss.item(), rel=1e-5, abs=1e-6)
-    fast_actor_grads = [g for w, b in zip(agent.actor.net.weights, agent.actor.net.biases)
-                        for g in (w.grad[0].T, b.grad[0, 0])]
-    for fast, ref in zip(fast_actor_grads, ref_actor_grads):
-        torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-6)
+    assert_same_grads(agent.actor.net, 0, ref_actor_grads)
     for j in range(2):
-        torch.testing.assert_close(sequential_from_stacked(agent.qf.net.weights, agent.qf.net.biases, j).state_dict(),
-                                   critics[j].state_dict(), rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(sequential_from_stacked(agent.actor.net.weights, agent.actor.net.biases, 0).state_dict(),
-                               actor.state_dict(), rtol=1e-4, atol=1e-6)
+        assert_same_weights(agent.qf.net, j, critics[j])
+    assert_same_weights(agent.actor.net, 0, actor)
