@@ -259,17 +259,6 @@ def series_of(groups: list[list[str]], labels: list[str]) -> list[tuple[str, lis
     return [(f"{name} [{script}]" if names[name] > 1 else name, runs) for name, runs, script in series]
 
 
-def mean_std_over_runs(runs: list[dict], tag: str, points: int = 200):
-    """Mean and std over runs on a common step grid (each run linearly interpolated)."""
-    curves = [plot_runs.read_scalars(run["dir"], tag, plot_runs.why_no_measure(run) if tag.startswith("measure/")
-                                     else "") for run in runs]
-    end = min(steps[-1] for steps, _ in curves)
-    start = max(steps[0] for steps, _ in curves)
-    grid = np.linspace(start, end, points)
-    values = np.stack([np.interp(grid, steps, v) for steps, v in curves])
-    return grid, values.mean(0), values.std(0)
-
-
 def figure2(args) -> str:
     series = series_of(args.runs, args.label)
     env_id, num_z = series[0][1][0]["env_id"], series[0][1][0]["num_z"]
@@ -280,7 +269,7 @@ def figure2(args) -> str:
     for ax, tag, label in zip(axes, (f"{prefix}log_q_z_given_sa", f"{prefix}log_q_z_given_s"),
                               (r"$\log q(z\,|\,s, a)$", r"$\log q(z\,|\,s)$")):
         for i, (_, runs) in enumerate(series):
-            steps, mean, std = mean_std_over_runs(runs, tag, args.points)
+            steps, mean, std = plot_runs.mean_std_over_runs(runs, tag, args.points)
             colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
             ax.plot(steps, mean, color=colour, label=labels[i])
             ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.2)
@@ -299,13 +288,6 @@ def figure2(args) -> str:
     return out
 
 
-def at_measure_steps(runs: list[dict], tag: str) -> tuple[list[int], np.ndarray]:
-    """The steps every run of a series measured, and the values there: [runs, steps]."""
-    curves = [dict(zip(*plot_runs.read_scalars(run["dir"], tag))) for run in runs]
-    steps = sorted(set.intersection(*(set(curve) for curve in curves)))
-    return steps, np.array([[curve[step] for step in steps] for curve in curves])
-
-
 def figure2_table(series, labels: list[str], prefix: str, what: str, chance: float) -> str:
     """Figure 2 in numbers (Markdown): each series' mean ± std over seeds (ddof 0, as the figure's band) at every measure step, each
     seed's value at the last step, and the paper's three words read against the first series (MEDE):
@@ -318,7 +300,7 @@ def figure2_table(series, labels: list[str], prefix: str, what: str, chance: flo
                 f"at | difference at the last step | std over seeds at the last step ({first} / other) |",
                 "| --- | --- | --- | --- | --- | --- | --- |"]
     for tag, name in ((f"{prefix}log_q_z_given_sa", r"log q(z\|s,a)"), (f"{prefix}log_q_z_given_s", r"log q(z\|s)")):
-        measured = [at_measure_steps(runs, tag) for _, runs in series]
+        measured = [plot_runs.at_measure_steps(runs, tag) for _, runs in series]
         steps = sorted(set().union(*(s for s, _ in measured)))
         text += [f"{name}:", "", "| step | " + " | ".join(labels) + " |", "| --- |" + " --- |" * len(series)]
         for step in steps:

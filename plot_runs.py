@@ -258,6 +258,24 @@ def read_scalars(run_dir: str, tag: str, why_missing: str = ""):
     return steps, np.array([points[s] for s in steps])
 
 
+def mean_std_over_runs(runs: list[dict], tag: str, points: int = 200):
+    """Mean and std over runs on a common step grid (each run linearly interpolated)."""
+    curves = [read_scalars(run["dir"], tag, why_no_measure(run) if tag.startswith("measure/") else "")
+              for run in runs]
+    end = min(steps[-1] for steps, _ in curves)
+    start = max(steps[0] for steps, _ in curves)
+    grid = np.linspace(start, end, points)
+    values = np.stack([np.interp(grid, steps, v) for steps, v in curves])
+    return grid, values.mean(0), values.std(0)
+
+
+def at_measure_steps(runs: list[dict], tag: str) -> tuple[list[int], np.ndarray]:
+    """The steps every run of a series measured, and the values there: [runs, steps]."""
+    curves = [dict(zip(*read_scalars(run["dir"], tag))) for run in runs]
+    steps = sorted(set.intersection(*(set(curve) for curve in curves)))
+    return steps, np.array([[curve[step] for step in steps] for curve in curves])
+
+
 def why_no_measure(run: dict) -> str:
     """Why a run may lack the held-out measure: it ran fewer steps than --measure-every."""
     every = run.get("config", {}).get("measure_every")
