@@ -288,15 +288,23 @@ def figure2(args) -> str:
     return out
 
 
+def standard_error(a: np.ndarray, b: np.ndarray) -> float:
+    """The standard error of the difference of two means over seeds (0 for a series of one seed)."""
+    return math.sqrt(sum(x.var(ddof=1) / len(x) for x in (a, b) if len(x) > 1))
+
+
 def figure2_table(series, labels: list[str], prefix: str, what: str, chance: float) -> str:
     """Figure 2 in numbers (Markdown): each series' mean ± std over seeds (ddof 0, as the figure's band) at every measure step, each
     seed's value at the last step, and the paper's three words read against the first series (MEDE):
-    the first step it is ahead ("immediately"), whether the other closes the gap ("500 iterations"),
-    and the spread over seeds ("more robust to seed")."""
+    the first step it is ahead by more than the standard error of the difference ("immediately"), whether
+    the other's mean then reaches its mean ("500 iterations"), and the spread over seeds ("more robust to
+    seed")."""
     first = series[0][0]
     text = [f"Figure 2 in numbers: {what}; the log-probability of the true z, mean ± std over seeds "
             f"(chance {chance:.3f}).", ""]
-    verdicts = [f"| compared with | discriminator | {first} ahead first at | {first} ahead at | other closes the gap "
+    verdicts = [f"{first} is ahead where its mean exceeds the other's by more than the standard error of the "
+                f"difference; the other closes the gap where its mean reaches {first}'s after that.", "",
+                f"| compared with | discriminator | {first} ahead first at | {first} ahead at | other closes the gap "
                 f"at | difference at the last step | std over seeds at the last step ({first} / other) |",
                 "| --- | --- | --- | --- | --- | --- | --- |"]
     for tag, name in ((f"{prefix}log_q_z_given_sa", r"log q(z\|s,a)"), (f"{prefix}log_q_z_given_s", r"log q(z\|s)")):
@@ -316,7 +324,8 @@ def figure2_table(series, labels: list[str], prefix: str, what: str, chance: flo
             common = [step for step in ref_steps if step in other_steps]
             if not common:
                 continue
-            ahead = [step for step in common if mean(ref_steps, ref, step) > mean(other_steps, values, step)]
+            ahead = [step for step in common if mean(ref_steps, ref, step) - mean(other_steps, values, step)
+                     > standard_error(ref[:, ref_steps.index(step)], values[:, other_steps.index(step)])]
             closed = next((step for step in common if ahead and step > ahead[0]
                            and mean(other_steps, values, step) >= mean(ref_steps, ref, step)), None)
             last = common[-1]
