@@ -300,10 +300,13 @@ def figure2_table(series, labels: list[str], prefix: str, what: str, chance: flo
     the other's mean then reaches its mean ("500 iterations"), and the spread over seeds ("more robust to
     seed")."""
     first = series[0][0]
+    # a measure before the first update scores untrained networks: not a step of the verdicts
+    first_update = max((run.get("config") or {}).get("learning_starts", 0) for _, runs in series for run in runs)
     text = [f"Figure 2 in numbers: {what}; the log-probability of the true z, mean ± std over seeds "
             f"(chance {chance:.3f}).", ""]
     verdicts = [f"{first} is ahead where its mean exceeds the other's by more than the standard error of the "
-                f"difference; the other closes the gap where its mean reaches {first}'s after that.", "",
+                f"difference; the other closes the gap where its mean reaches {first}'s after that. Steps up to the "
+                f"first update (--learning-starts {first_update}) do not count.", "",
                 f"| compared with | discriminator | {first} ahead first at | {first} ahead at | other closes the gap "
                 f"at | difference at the last step | std over seeds at the last step ({first} / other) |",
                 "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -321,7 +324,7 @@ def figure2_table(series, labels: list[str], prefix: str, what: str, chance: flo
         text.append("")
         (ref_steps, ref), mean = measured[0], lambda s, v, step: v[:, s.index(step)].mean()
         for (other, _), (other_steps, values) in zip(series[1:], measured[1:]):
-            common = [step for step in ref_steps if step in other_steps]
+            common = [step for step in ref_steps if step in other_steps and step > first_update]
             if not common:
                 continue
             ahead = [step for step in common if mean(ref_steps, ref, step) - mean(other_steps, values, step)
