@@ -165,7 +165,8 @@ def print_table(result: dict) -> None:
     """The evaluation as a table on stdout: one row per z (SAC: one policy)."""
     per_z, one = result["per_z"], result["num_z"] == 1
     multigoal, planar = "goals" in per_z[0], "headings" in per_z[0]
-    print(f"\n{'policy' if one else '  z'} | return (mean ± std over {len(per_z[0]['returns'])} episodes)" +
+    episodes = len(per_z[0]["returns"])
+    print(f"\n{'policy' if one else '  z'} | return (mean ± std over {episodes} episode{'s' * (episodes > 1)})" +
           (" | goal reached (episodes)" if multigoal else "") +
           (" | heading (mean, degrees) | net speed (mean, m/s)" if planar else ""))
     for entry in per_z:

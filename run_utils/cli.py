@@ -53,11 +53,11 @@ class RunArgs:
     """if toggled, on CUDA the update runs as CUDA graphs, captured once and replayed (--no-cuda-graphs: eagerly,
     the reference; on the CPU the update always runs eagerly)"""
     threads: int = 1
-    """CPU threads of torch; 1 is fastest here whenever anything else runs (README: Speed)"""
+    """CPU threads of torch; 1 is fastest here whenever anything else runs (docs/speed.md)"""
     bf16: bool = False
-    """if toggled, the updates and acting run under bfloat16 autocast (about 2x faster where the CPU has
-    AVX512-BF16 or AMX, or on CUDA); weights, optimizer states, buffer, losses and log-probabilities
-    stay float32. Without native bf16 it says so and runs in float32"""
+    """if toggled, the updates and acting run under bfloat16 autocast where the CPU has AVX512-BF16 or AMX, or on
+    CUDA (its speed: docs/speed.md; on an H200 it gained nothing); weights, optimizer states, buffer, losses and
+    log-probabilities stay float32. Without native bf16 it says so and runs in float32"""
     track: bool = False
     """if toggled, track the run with Weights and Biases (needs `pip install wandb`)"""
     wandb_project_name: str = "mede"
@@ -65,11 +65,11 @@ class RunArgs:
     wandb_entity: str | None = None
     """the entity (team) of the wandb project"""
     capture_video: bool = False
-    """if toggled, save a GIF of one deterministic evaluation episode (per z) to {run dir}/videos"""
+    """if toggled, save a GIF of one deterministic evaluation episode (of every z) to {run dir}/videos"""
     save_model: bool = False
     """if toggled, save the trained networks and the arguments to {run dir}/{exp_name}.pt"""
     eval_episodes: int = 10
-    """deterministic evaluation episodes (per z) after training, written to eval.json; 0 skips it"""
+    """deterministic evaluation episodes (of every z) after training, written to eval.json; 0 skips it"""
     checkpoint_every: int = 100000
     """write a resumable checkpoint every this many steps (0: only on SIGINT/SIGTERM)"""
     resume: str | None = None
