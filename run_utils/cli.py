@@ -65,11 +65,11 @@ class RunArgs:
     wandb_entity: str | None = None
     """the entity (team) of the wandb project"""
     capture_video: bool = False
-    """if toggled, save a GIF of one deterministic evaluation episode (of every z) to {run dir}/videos"""
+    """if toggled, save a GIF of one deterministic evaluation episode (of every policy) to {run dir}/videos"""
     save_model: bool = False
     """if toggled, save the trained networks and the arguments to {run dir}/{exp_name}.pt"""
     eval_episodes: int = 10
-    """deterministic evaluation episodes (of every z) after training, written to eval.json; 0 skips it"""
+    """deterministic evaluation episodes (of every policy) after training, written to eval.json; 0 skips it"""
     checkpoint_every: int = 100000
     """write a resumable checkpoint every this many steps (0: only on SIGINT/SIGTERM)"""
     resume: str | None = None
