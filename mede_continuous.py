@@ -435,9 +435,12 @@ def main(args: Args) -> dict | None:
     z = np.arange(num_envs) if args.separate_networks else z_rng.integers(args.num_z, size=num_envs)
     total_steps = args.total_timesteps // num_envs * num_envs  # every iteration steps every env once
     obs, start_step = run.start(agent, rb, envs, dims, total_steps, z=z, z_rng=z_rng)  # seeds and resets envs
-    # On CUDA, the update as CUDA graphs, one per schedule: does a step train the actor, update the targets?
-    agent.update = run.cuda_graphs(agent.update, lambda _, step: (step % args.policy_frequency == 0,
-                                                                   step % args.target_network_frequency == 0))
+    # On CUDA, acting and the update as CUDA graphs (--cuda-graphs): the update one graph per schedule (does
+    # a step train the actor, update the targets?), each taking its batch's rows and gathering it from the buffer
+    act = run.cuda_graphs(agent.act, key=lambda obs, z: "act")
+    train = run.cuda_graphs(lambda rows, step: agent.update(rb.batch(rows), step),
+                            key=lambda rows, step: (step % args.policy_frequency == 0,
+                                                    step % args.target_network_frequency == 0))
 
     with run.training():  # TRY NOT TO MODIFY: SIGINT/SIGTERM -> checkpoint and exit; NaN -> stop
         for global_step in range(start_step, total_steps, num_envs):
@@ -447,8 +450,8 @@ def main(args: Args) -> dict | None:
                 actions = envs.action_space.sample()
             else:
                 with torch.inference_mode(), run.autocast():  # autocast: bf16 products under --bf16
-                    actions = agent.act(torch.as_tensor(obs, dtype=torch.float32, device=device),
-                                        torch.as_tensor(z, device=device)).cpu().numpy()
+                    actions = act(torch.as_tensor(obs, dtype=torch.float32, device=device),
+                                  torch.as_tensor(z, device=device)).cpu().numpy()
 
             next_obs, rewards, terminations, truncations, infos = envs.step(actions)
             run.log.episodes(infos, global_step, z)
@@ -462,7 +465,7 @@ def main(args: Args) -> dict | None:
 
             if global_step >= args.learning_starts:  # ALGO LOGIC: update
                 with run.autocast():
-                    info = agent.update(rb.sample(args.batch_size), global_step // num_envs)
+                    info = train(rb.rows(args.batch_size), global_step // num_envs)
                 run.log_losses(info, global_step, global_step // num_envs, charts=MEASUREMENTS)
             run.step_done(global_step + num_envs, obs)  # progress, periodic checkpoint
         run.measure(total_steps, agent.act, make_envs, args.num_z, disc_sa=agent.disc_sa, disc_s=agent.disc_s)

@@ -322,9 +322,12 @@ def main(args: Args) -> dict | None:
     agent = SAC(**dims, args=args, device=device)
     rb = ReplayBuffer(Batch, args.buffer_size, 1, device)
     obs, start_step = run.start(agent, rb, envs, dims, args.total_timesteps)  # seeds and resets envs
-    # On CUDA, the update as CUDA graphs, one per schedule: does a step train the actor, update the targets?
-    agent.update = run.cuda_graphs(agent.update, lambda _, step: (step % args.policy_frequency == 0,
-                                                                   step % args.target_network_frequency == 0))
+    # On CUDA, acting and the update as CUDA graphs (--cuda-graphs): the update one graph per schedule (does
+    # a step train the actor, update the targets?), each taking its batch's rows and gathering it from the buffer
+    act = run.cuda_graphs(lambda obs: agent.actor.sample(obs)[0], key=lambda obs: "act")
+    train = run.cuda_graphs(lambda rows, step: agent.update(rb.batch(rows), step),
+                            key=lambda rows, step: (step % args.policy_frequency == 0,
+                                                    step % args.target_network_frequency == 0))
 
     with run.training():  # TRY NOT TO MODIFY: SIGINT/SIGTERM -> checkpoint and exit; NaN -> stop
         for global_step in range(start_step, args.total_timesteps):
@@ -333,8 +336,7 @@ def main(args: Args) -> dict | None:
                 actions = envs.action_space.sample()
             else:
                 with torch.inference_mode(), run.autocast():  # autocast: bf16 products under --bf16
-                    actions, _ = agent.actor.sample(torch.as_tensor(obs, dtype=torch.float32, device=device))
-                actions = actions.cpu().numpy()
+                    actions = act(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
 
             next_obs, rewards, terminations, truncations, infos = envs.step(actions)
             run.log.episodes(infos, global_step)
@@ -345,7 +347,7 @@ def main(args: Args) -> dict | None:
 
             if global_step >= args.learning_starts:  # ALGO LOGIC: update
                 with run.autocast():
-                    info = agent.update(rb.sample(args.batch_size), global_step)
+                    info = train(rb.rows(args.batch_size), global_step)
                 run.log_losses(info, global_step, global_step)
             run.step_done(global_step + 1, obs)  # progress, periodic checkpoint
 

@@ -1,5 +1,6 @@
 """Is `torch.compile` worth it? One update of SAC (hidden 256) and of MEDE (|Z| = 4, hidden 256), batch 256,
-on a fixed random batch, timed after 20 warm-up updates (a compiled variant's first call, its compile
+as the scripts' `train` runs it (the batch's gather from a replay buffer, then the update), on fixed rows
+of a buffer of random transitions, timed after 20 warm-up updates (a compiled variant's first call, its compile
 time, reported apart), and checked against the eager update:
 
 - on the CPU (one thread): eager against `torch.compile(agent.update)`;
@@ -27,17 +28,21 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import mede_continuous as mede  # noqa: E402
 import sac_continuous as sac  # noqa: E402
 from run_utils import hardware  # noqa: E402
+from run_utils.buffer import ReplayBuffer  # noqa: E402
 
 
-def random_batch(module, device, batch_size: int = 256, obs_dim: int = 11, act_dim: int = 3):
-    g = torch.Generator().manual_seed(0)
-    fields = dict(obs=torch.randn(1, batch_size, obs_dim, generator=g),
-                  actions=torch.rand(1, batch_size, act_dim, generator=g) * 2 - 1,
-                  rewards=torch.randn(1, batch_size, generator=g), next_obs=torch.randn(1, batch_size, obs_dim, generator=g),
-                  terminations=(torch.rand(1, batch_size, generator=g) < 0.05).float())
-    if "z" in module.Batch._fields:
-        fields["z"] = torch.randint(4, (1, batch_size), generator=g)
-    return module.Batch(**{name: value.to(device) for name, value in fields.items()})
+def random_buffer(module, device, size: int = 10_000, batch_size: int = 256, obs_dim: int = 11, act_dim: int = 3):
+    """A replay buffer of `size` random transitions and the rows of one batch of it, as the scripts train."""
+    rng = np.random.default_rng(0)
+    rb = ReplayBuffer(module.Batch, size, 1, device)
+    for _ in range(size):
+        step = dict(obs=rng.normal(size=(1, obs_dim)), actions=rng.uniform(-1, 1, (1, act_dim)), rewards=rng.normal(size=1),
+                    next_obs=rng.normal(size=(1, obs_dim)), terminations=rng.uniform(size=1) < 0.05)
+        if "z" in module.Batch._fields:
+            step["z"] = rng.integers(4, size=1)
+        rb.add(**step)
+    torch.manual_seed(0)
+    return rb, rb.rows(batch_size)
 
 
 def sync(device) -> None:
@@ -45,13 +50,13 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def updates_per_second(update, batch, device, n: int) -> float:
+def updates_per_second(update, rows, device, n: int) -> float:
     for step in range(20):
-        update(batch, step)
+        update(rows, step)
     sync(device)
     start = time.perf_counter()
     for step in range(20, 20 + n):
-        update(batch, step)
+        update(rows, step)
     sync(device)
     return n / (time.perf_counter() - start)
 
@@ -69,26 +74,27 @@ def main() -> None:
     torch._inductor.config.fallback_random = True  # compiled code draws torch's random numbers, as eager does
     if device.type == "cpu":
         torch.set_num_threads(1)
-    key = lambda _, step: (step % 2 == 0, True)  # noqa: E731 (the scripts' schedule key: policy_frequency 2, tau every step)
+    key = lambda rows, step: (step % 2 == 0, True)  # noqa: E731 (the scripts' key: policy_frequency 2, tau every step)
     for name, module, agent_class, agent_args in (("SAC", sac, sac.SAC, sac.Args(hidden_dim=256)),
                                                   ("MEDE |Z| = 4", mede, mede.MEDE, mede.Args(num_z=4, hidden_dim=256))):
         torch.manual_seed(0)
         reference = agent_class(11, 3, -np.ones(3), np.ones(3), agent_args, device)
-        batch = random_batch(module, device)
-        variants = {"eager": lambda agent: agent.update, "torch.compile": lambda agent: torch.compile(agent.update)}
+        rb, rows = random_buffer(module, device)
+        train = lambda agent: lambda rows, step: agent.update(rb.batch(rows), step)  # noqa: E731 (as main's `train`)
+        variants = {"eager": train, "torch.compile": lambda agent: torch.compile(train(agent))}
         if device.type == "cuda":
-            variants = {"eager": variants["eager"],
-                        "CUDA graphs": lambda agent: hardware.CudaGraphs(agent.update, key),
-                        "torch.compile + CUDA graphs": lambda agent: hardware.CudaGraphs(torch.compile(agent.update), key)}
+            variants = {"eager": train,
+                        "CUDA graphs": lambda agent: hardware.CudaGraphs(train(agent), key),
+                        "torch.compile + CUDA graphs": lambda agent: hardware.CudaGraphs(torch.compile(train(agent)), key)}
         rates, agents = {}, {}
         for variant, make in variants.items():
             agent = agents[variant] = copy.deepcopy(reference)
             torch.manual_seed(1)  # every variant draws the same actions (inductor too: fallback_random)
             update, start = make(agent), time.perf_counter()
-            update(batch, 0)
+            update(rows, 0)
             sync(device)
             first_call = time.perf_counter() - start
-            rates[variant] = updates_per_second(update, batch, device, args.updates)
+            rates[variant] = updates_per_second(update, rows, device, args.updates)
             difference = "" if variant == "eager" else \
                 f", largest actor weight difference from eager {largest_difference(agent, agents['eager']):.1e}"
             print(f"{name} on {device.type}, {variant}: {rates[variant]:.1f} updates/s "

@@ -1,5 +1,6 @@
 """Where one training step's time goes: the script's own `main`, with each phase of the loop timed
-(acting, the environment, storing, sampling, the update, logging and progress). On CUDA every timed
+(acting, the environment, storing, drawing a batch's rows, the update with its batch's gather, logging and
+progress). On CUDA every timed
 phase synchronises before and after, so the phases add up to the serialised cost of a step (the
 real loop overlaps some of it: its rate is bench.py's). One process, after the random warm-up.
 
@@ -32,7 +33,7 @@ def main() -> None:
     import gymnasium as gym
     import torch
 
-    from run_utils import buffer, cli, hardware, run
+    from run_utils import buffer, cli, run
 
     name, flags = SCRIPTS[args.script]
     module = importlib.import_module(name)
@@ -62,18 +63,14 @@ def main() -> None:
         return wrapper
 
     envs_class = gym.wrappers.vector.RecordEpisodeStatistics
-    agent_class = getattr(module, {"sac_continuous": "SAC", "mede_continuous": "MEDE"}[name])
     patches = [(envs_class, "step", "environment step"), (buffer.ReplayBuffer, "add", "store the step"),
-               (buffer.ReplayBuffer, "sample", "sample a batch"), (run.Run, "log_losses", "NaN watch and logging"),
+               (buffer.ReplayBuffer, "rows", "draw a batch's rows"), (run.Run, "log_losses", "NaN watch and logging"),
                (run.Run, "step_done", "progress and checkpoint")]
     for owner, attribute, phase in patches:
         setattr(owner, attribute, timed(phase, getattr(owner, attribute)))
-    hardware.CudaGraphs.__call__ = timed("update (graph replay)", hardware.CudaGraphs.__call__)
-    agent_class.update = timed("update (eager)", agent_class.update)
-    if name == "sac_continuous":
-        module.Actor.sample = timed("act (forward)", module.Actor.sample)
-    else:
-        agent_class.act = timed("act (forward)", agent_class.act)
+    # main asks the run for acting, then for the update (with its batch's gather): graph replays on CUDA
+    make, phases = run.Run.cuda_graphs, iter(["act (forward)", "update (with the gather)"])
+    run.Run.cuda_graphs = lambda self, function, key: timed(next(phases), make(self, function, key))
     run.Run.log_losses = count_steps(run.Run.log_losses)
     command = ["--learning-starts", str(args.warmup_steps), "--total-timesteps", str(args.warmup_steps + 101 + args.steps),
                "--eval-episodes", "0", "--checkpoint-every", "0", *(["--no-cuda"] if args.device == "cpu" else []),

@@ -50,8 +50,8 @@ class RunArgs:
     cuda: bool = True
     """if toggled, use CUDA when it is available; without a GPU the run says so in its first line and uses the CPU"""
     cuda_graphs: bool = True
-    """if toggled, on CUDA the update runs as CUDA graphs, captured once and replayed (--no-cuda-graphs: eagerly,
-    the reference; on the CPU the update always runs eagerly)"""
+    """if toggled, on CUDA acting and the update (with its batch's gather from the buffer) run as CUDA graphs,
+    captured once and replayed (--no-cuda-graphs: eagerly, the reference; on the CPU always eagerly)"""
     threads: int = 1
     """CPU threads of torch; 1 is fastest here whenever anything else runs (docs/speed.md)"""
     bf16: bool = False

@@ -81,41 +81,45 @@ def keep_freed_memory() -> None:
 
 
 class CudaGraphs:
-    """`update(batch, *schedule)` as CUDA graphs (LeanRL's recipe without torch.compile): one graph per
-    `key(batch, *schedule)`, the parts of the update that a call runs (does it train the actor? the
-    targets?). A key's first WARMUP calls run eagerly on a side stream (the optimizers make their state,
-    the libraries their handles), the next one is captured and replayed, and every later call copies
-    its batch into the graph's own input tensors and replays: a few hundred kernels launched as one,
-    and no host synchronisation. Every tensor the update reads must come in `batch` or live on the
-    agent (its weights, optimizer states, temperature); the returned tensors are overwritten by the next
-    replay of the same graph. The eager update stays the reference (tests/test_cuda.py compares them)."""
+    """`function(*args)` as CUDA graphs (LeanRL's recipe without torch.compile): one graph per `key(*args)`,
+    e.g. the parts of the update that a call runs (does it train the actor? the targets?). A key's first
+    WARMUP calls run eagerly on a side stream (the optimizers make their state, the libraries their
+    handles), the next one is captured and replayed, and every later call copies the tensors among its
+    `args` into the graph's own input tensors and replays: tens or hundreds of kernels launched as one,
+    and no host synchronisation. The other arguments are fixed at the capture (the key must tell them
+    apart). Every other tensor the function reads must keep its memory: the agent's weights, optimizer
+    states and temperature, the replay buffer's storage. The returned tensors are overwritten by the
+    next replay of the same graph. The eager function stays the reference (tests/test_cuda.py)."""
 
     WARMUP = 3
 
-    def __init__(self, update, key):
-        self.update, self.key = update, key
-        self.graphs, self.eager_calls = {}, {}  # key -> (graph, its batch, its output); key -> calls so far
+    def __init__(self, function, key):
+        self.function, self.key = function, key
+        self.graphs, self.eager_calls = {}, {}  # key -> (graph, its args, its output); key -> calls so far
 
-    def __call__(self, batch, *schedule):
-        key = self.key(batch, *schedule)
+    def __call__(self, *args):
+        key = self.key(*args)
         if key in self.graphs:
             graph, inputs, outputs = self.graphs[key]
-            for static, new in zip(inputs, batch):
-                static.copy_(new)
+            for static, new in zip(inputs, args):
+                if isinstance(new, torch.Tensor):
+                    static.copy_(new)
             graph.replay()
             return outputs
+        if any(isinstance(arg, (tuple, list, dict)) for arg in args):  # their tensors would be fixed at the capture
+            raise TypeError("CudaGraphs: pass every input tensor as an argument of its own, not in a container")
         self.eager_calls[key] = self.eager_calls.get(key, 0) + 1
         if self.eager_calls[key] <= self.WARMUP:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
-                outputs = self.update(batch, *schedule)
+                outputs = self.function(*args)
             torch.cuda.current_stream().wait_stream(side)
             return outputs
-        inputs = type(batch)(*(tensor.clone() for tensor in batch))
+        inputs = tuple(arg.clone() if isinstance(arg, torch.Tensor) else arg for arg in args)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):  # records this call's kernels without running them ...
-            outputs = self.update(inputs, *schedule)
+            outputs = self.function(*inputs)
         self.graphs[key] = graph, inputs, outputs
         graph.replay()  # ... which the replay does
         return outputs

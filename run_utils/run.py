@@ -63,9 +63,10 @@ class Run:
         """The context of the updates and of acting: bf16 autocast in a bf16 run (`hardware.autocast`)."""
         return hardware.autocast(self.device, self.precision)
 
-    def cuda_graphs(self, update, key):
-        """`update` as CUDA graphs (`hardware.CudaGraphs`) on CUDA with --cuda-graphs, else `update` itself."""
-        return hardware.CudaGraphs(update, key) if self.device.type == "cuda" and self.args.cuda_graphs else update
+    def cuda_graphs(self, function, key):
+        """`function` as CUDA graphs, one per `key(*args)` (`hardware.CudaGraphs`), on CUDA with --cuda-graphs;
+        else `function` itself."""
+        return hardware.CudaGraphs(function, key) if self.device.type == "cuda" and self.args.cuda_graphs else function
 
     def command(self, *flags: str) -> str:
         """A command line that runs this script again, as it ran: this interpreter, this file."""

@@ -81,32 +81,29 @@ def test_a_finished_cuda_run_resumed_on_a_cpu_says_it_is_finished(tmp_path):
 
 
 # ------------------------------------------------------------------ the update as CUDA graphs (issue 39)
-def tiny_batch(module, members: int, num_z: int, seed: int):
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    n = 64
-    fields = dict(obs=torch.randn(members, n, 5, device="cuda", generator=g),
-                  actions=torch.rand(members, n, 2, device="cuda", generator=g) * 2 - 1,
-                  rewards=torch.randn(members, n, device="cuda", generator=g),
-                  next_obs=torch.randn(members, n, 5, device="cuda", generator=g),
-                  terminations=(torch.rand(members, n, device="cuda", generator=g) < 0.1).float())
-    if "z" in module.Batch._fields:
-        fields["z"] = (torch.arange(members, device="cuda").repeat_interleave(n).view(members, n) if members > 1
-                       else torch.randint(num_z, (1, n), device="cuda", generator=g))
-    return module.Batch(**fields)
+def tiny_buffer(module, members: int, num_z: int, seed: int = 0):
+    """A replay buffer on the GPU with 200 random transitions per member (with separate networks, member m's z is m)."""
+    import numpy as np
+
+    from run_utils.buffer import ReplayBuffer
+    rng, rb = np.random.default_rng(seed), ReplayBuffer(module.Batch, 200, members, torch.device("cuda"))
+    for _ in range(200):
+        step = dict(obs=rng.normal(size=(members, 5)), actions=rng.uniform(-1, 1, (members, 2)),
+                    rewards=rng.normal(size=members), next_obs=rng.normal(size=(members, 5)),
+                    terminations=rng.uniform(size=members) < 0.1)
+        if "z" in module.Batch._fields:
+            step["z"] = np.arange(members) if members > 1 else rng.integers(num_z, size=1)
+        rb.add(**step)
+    return rb
 
 
-@pytest.mark.parametrize("name, flags", [("sac", {}), ("sac", {"policy_frequency": 2, "target_network_frequency": 2}),
-                                         ("mede", {}), ("mede", {"separate_networks": True, "autotune": True}),
-                                         ("diayn", {})])
-def test_the_update_as_cuda_graphs_equals_the_eager_update(name, flags):
-    """Tolerance: 1e-5 absolute on every weight after 8 updates (5 of them replays of captured graphs),
-    the same kernels in the same order: in practice the two agree to the last bit."""
+def agents(name, flags):
+    """The module, its Args, and two copies of one freshly initialised agent on the GPU."""
     import copy
 
     import diayn_continuous
     import mede_continuous
     import sac_continuous
-    from run_utils.hardware import CudaGraphs
     module = {"sac": sac_continuous, "mede": mede_continuous, "diayn": diayn_continuous}[name]
     agent_class = {"sac": "SAC", "mede": "MEDE", "diayn": "DIAYN"}[name]
     sizes = {} if name == "sac" else {"num_z": 3, "disc_hidden_dim": 32}
@@ -114,16 +111,28 @@ def test_the_update_as_cuda_graphs_equals_the_eager_update(name, flags):
     torch.manual_seed(0)
     eager = getattr(module, agent_class)(5, 2, -torch.ones(2).numpy(), torch.ones(2).numpy(), args,
                                          torch.device("cuda"))
-    captured = copy.deepcopy(eager)
-    update = CudaGraphs(captured.update, lambda _, step: (step % args.policy_frequency == 0,
-                                                          step % args.target_network_frequency == 0))
+    return module, args, eager, copy.deepcopy(eager)
+
+
+@pytest.mark.parametrize("name, flags", [("sac", {}), ("sac", {"policy_frequency": 2, "target_network_frequency": 2}),
+                                         ("mede", {}), ("mede", {"separate_networks": True, "autotune": True}),
+                                         ("diayn", {})])
+def test_the_update_as_cuda_graphs_equals_the_eager_update(name, flags):
+    """As main's `train`: the rows of a batch in, the gather from the buffer and the update inside the graph.
+    Tolerance: 1e-5 absolute on every weight after 8 updates (5 of them replays of captured graphs),
+    the same kernels in the same order: in practice the two agree to the last bit."""
+    from run_utils.hardware import CudaGraphs
+    module, args, eager, captured = agents(name, flags)
     members = 3 if flags.get("separate_networks") else 1
+    rb = tiny_buffer(module, members, 3)
+    update = CudaGraphs(lambda rows, step: captured.update(rb.batch(rows), step),
+                        lambda rows, step: (step % args.policy_frequency == 0, step % args.target_network_frequency == 0))
     for step in range(8):
-        batch = tiny_batch(module, members, 3, seed=step)
+        rows = rb.rows(64)  # a new batch every step: a graph that kept its first batch would drift from eager
         torch.manual_seed(100 + step)
-        expected = eager.update(batch, step)
+        expected = eager.update(rb.batch(rows), step)
         torch.manual_seed(100 + step)
-        got = update(batch, step)
+        got = update(rows, step)
         for key, value in expected.items():
             torch.testing.assert_close(got[key], value, rtol=0, atol=1e-5, msg=f"step {step}: {key}")
     schedules = {(step % args.policy_frequency == 0, step % args.target_network_frequency == 0) for step in range(8)}
@@ -132,6 +141,35 @@ def test_the_update_as_cuda_graphs_equals_the_eager_update(name, flags):
         torch.testing.assert_close(q, p, rtol=0, atol=1e-5, msg=key)
     for p, q in zip(eager.qf_target.parameters(), captured.qf_target.parameters()):
         torch.testing.assert_close(q, p, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, flags", [("sac", {}), ("mede", {}), ("mede", {"separate_networks": True})])
+def test_acting_as_a_cuda_graph_equals_eager_acting(name, flags):
+    """As main's `act`: new observations (and z) every step, the same random state, the same actions,
+    also after an update has changed the weights between two replays (the graph reads them in place)."""
+    from run_utils.hardware import CudaGraphs
+    module, args, agent, _ = agents(name, flags)
+    if name == "sac":
+        eager = lambda obs, z: agent.actor.sample(obs)[0]  # noqa: E731
+        act = CudaGraphs(lambda obs: agent.actor.sample(obs)[0], lambda obs: "act")
+        graph = lambda obs, z: act(obs)  # noqa: E731
+    else:
+        eager, act = agent.act, CudaGraphs(agent.act, lambda obs, z: "act")
+        graph = act
+    members = 3 if flags.get("separate_networks") else 1
+    rb = tiny_buffer(module, members, 3)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    for step in range(8):
+        obs = torch.randn(members, 5, device="cuda", generator=g)
+        z = torch.arange(members, device="cuda") if members > 1 else torch.randint(3, (1,), device="cuda", generator=g)
+        with torch.inference_mode():
+            torch.manual_seed(step)
+            expected = eager(obs, z).clone()
+            torch.manual_seed(step)
+            got = graph(obs, z)
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5, msg=f"step {step}")
+        agent.update(rb.batch(rb.rows(64)), step)  # the weights move between two acts
+    assert len(act.graphs) == 1
 
 
 def test_the_replay_buffer_on_the_gpu_holds_what_the_cpu_one_holds():

@@ -23,6 +23,7 @@ import diayn_continuous as diayn
 import evaluation
 import mede_continuous as mede
 from run_utils import cli, files, hardware
+from run_utils.buffer import ReplayBuffer
 from run_utils import progress as progress_module
 from run_utils.run import Run
 import sac_continuous as sac
@@ -702,10 +703,48 @@ def test_an_optimizer_keeps_how_this_process_runs_it_when_a_checkpoint_of_anothe
 def test_main_keys_the_cuda_graphs_by_every_choice_the_update_makes(tmp_path, monkeypatch, name):
     """On CUDA one graph is captured per key and replayed for every update with that key: the key must
     tell apart updates that train the actor and updates that move the targets (else a graph captured on
-    one would replay on the other). Checked on the CPU through the key that main hands to the run."""
+    one would replay on the other). Acting has one graph. Checked on the CPU through the keys that main
+    hands to the run (acting's first, then the update's)."""
     keys = []
-    monkeypatch.setattr(Run, "cuda_graphs", lambda self, update, key: keys.append(key) or update)
+    monkeypatch.setattr(Run, "cuda_graphs", lambda self, function, key: keys.append(key) or function)
     monkeypatch.chdir(tmp_path)
     SCRIPTS[name].main(make_args(name, total_timesteps=200, policy_frequency=2, target_network_frequency=3))
-    (key,) = keys
-    assert [key(None, step) for step in range(7)] == [(step % 2 == 0, step % 3 == 0) for step in range(7)]
+    act_key, train_key = keys
+    inputs = (None,) if name == "sac" else (None, None)  # acting's inputs: obs (and z)
+    assert act_key(*inputs) == act_key(*inputs)
+    assert [train_key(None, step) for step in range(7)] == [(step % 2 == 0, step % 3 == 0) for step in range(7)]
+
+
+def test_the_replay_buffer_returns_what_was_stored_field_by_field_and_loads_the_older_checkpoints():
+    """The buffer packs a step's fields into one row; a batch must still give every field of the row it
+    names, in the field's dtype (z an int64 index), and the checkpoint holds the fields by name, as
+    before the packing, so a checkpoint written then resumes now."""
+    rng = np.random.default_rng(0)
+    rb, stored = ReplayBuffer(mede.Batch, 6, 2, torch.device("cpu")), []
+    for _ in range(9):  # wraps around: rows 0-2 are overwritten
+        step = dict(obs=rng.normal(size=(2, 3)), actions=rng.uniform(-1, 1, (2, 2)), rewards=rng.normal(size=2),
+                    next_obs=rng.normal(size=(2, 3)), terminations=rng.uniform(size=2) < 0.5, z=rng.integers(5, size=2))
+        rb.add(**step)
+        stored.append(step)
+    rows = torch.tensor([[0, 5, 3], [2, 2, 4]])  # member 0 reads rows 0, 5, 3; member 1 rows 2, 2, 4
+    batch = rb.batch(rows)
+    for name in mede.Batch._fields:
+        ring = [stored[6], stored[7], stored[8], stored[3], stored[4], stored[5]]  # row i after the wrap
+        expected = np.stack([[ring[r][name][m] for r in rows[m].tolist()] for m in range(2)])
+        assert getattr(batch, name).dtype == (torch.long if name == "z" else torch.float32), name
+        np.testing.assert_array_equal(getattr(batch, name).numpy(), expected.astype(np.int64 if name == "z" else np.float32))
+    state = rb.state_dict()
+    assert state["z"].dtype == torch.long and state["obs"].shape == (6, 2, 3) and state["rewards"].shape == (6, 2)
+    older = {name: state[name].clone() for name in mede.Batch._fields} | {"pos": rb.pos, "size": rb.size}
+    loaded = ReplayBuffer(mede.Batch, 6, 2, torch.device("cpu"))
+    loaded.load_state_dict(older)
+    for a, b in zip(loaded.batch(rows), batch):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+
+
+def test_cuda_graphs_refuse_inputs_in_a_container():
+    """A tensor inside a tuple (a whole batch) would be fixed at the capture and silently replayed with
+    the first call's values: the graphs take tensors as arguments of their own."""
+    graphs = hardware.CudaGraphs(lambda batch, step: batch, key=lambda batch, step: step)
+    with pytest.raises(TypeError, match="argument of its own"):
+        graphs((torch.zeros(2), torch.ones(2)), 0)

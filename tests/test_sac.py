@@ -472,19 +472,20 @@ def test_replay_buffer_ring_sample_and_state():
     for k in range(2, 6):  # wraps: rows 2, 3, 4, then row 0 is overwritten by 5
         add([k, 10 + k, 20 + k])
     assert (rb.pos, rb.size) == (1, 5)
-    assert rb.columns["obs"][:, 0, 0].tolist() == [5.0, 1.0, 2.0, 3.0, 4.0]
+    assert rb.state_dict()["obs"][:, 0, 0].tolist() == [5.0, 1.0, 2.0, 3.0, 4.0]
     assert set(rb.sample(500).obs[0, :, 0].tolist()) == {1.0, 2.0, 3.0, 4.0, 5.0}
 
     integer_obs = ReplayBuffer(Batch, 5, 3, torch.device("cpu"))  # an env with an integer Box: stored as floats
     integer_obs.add(obs=np.ones((3, 2), dtype=np.int64), actions=np.zeros((3, 1)), rewards=np.zeros(3),
                     next_obs=np.ones((3, 2), dtype=np.int64), terminations=np.zeros(3, dtype=bool))
-    assert integer_obs.columns["obs"].dtype == torch.float32 and integer_obs.columns["terminations"].dtype == torch.float32
+    assert integer_obs.sample(2).obs.dtype == torch.float32 and integer_obs.sample(2).terminations.dtype == torch.float32
 
     copy = ReplayBuffer(Batch, 5, 3, torch.device("cpu"))
     copy.load_state_dict(rb.state_dict())
-    assert (copy.pos, copy.size) == (rb.pos, rb.size)
-    for name in Batch._fields:
-        assert torch.equal(copy.columns[name], rb.columns[name])
+    assert (copy.pos, copy.size) == (rb.pos, rb.size) and torch.equal(copy.storage, rb.storage)
+    rows = rb.rows(50)
+    for loaded, stored in zip(copy.batch(rows), rb.batch(rows)):
+        assert torch.equal(loaded, stored)
 
 
 # -------------------------------------------------------------------------- determinism
