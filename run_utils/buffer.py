@@ -53,7 +53,8 @@ class ReplayBuffer:
         return torch.randint(0, self.size, (self.members, batch_size), device=self.device)
 
     def batch(self, rows: torch.Tensor):
-        """The batch at `rows` [M, batch_size]: a batch type of tensors [M, batch_size, ...], views of one gather."""
+        """The batch at `rows` [M, batch_size]: a batch type of tensors [M, batch_size, ...], views of one gather
+        (an index field, such as z, converted to int64)."""
         gathered = self.storage[rows, self.member_index]  # [M, batch_size, width]
         return self.batch_type(*(self.field(gathered, name) for name in self.batch_type._fields))
 
@@ -61,17 +62,18 @@ class ReplayBuffer:
         """An independent batch for every member: `batch(rows(batch_size))`."""
         return self.batch(self.rows(batch_size))
 
-    def field(self, rows: torch.Tensor, name: str) -> torch.Tensor:
-        """Field `name` of `rows` [..., width] as [..., *its shape], in its dtype."""
+    def field(self, packed: torch.Tensor, name: str) -> torch.Tensor:
+        """Field `name` of packed rows [..., width] as [..., *its shape], in its dtype."""
         columns, shape, dtype = self.layout[name]
-        return rows[..., columns].reshape(*rows.shape[:-1], *shape).to(dtype)
+        return packed[..., columns].reshape(*packed.shape[:-1], *shape).to(dtype)
 
     def state_dict(self) -> dict:
         """The filled rows only, field by field, copied to the CPU (a slice would keep the whole
         preallocated storage): {name: [size, M, ...]}, int64 for an index, as the checkpoints before
         the rows were packed."""
         filled = self.storage[: self.size] if self.storage is not None else None
-        return {**{name: self.field(filled, name).clone().cpu() for name in self.layout}, "pos": self.pos, "size": self.size}
+        compact = lambda t: t.cpu() if t.is_cuda else t.clone()  # noqa: E731  (a CPU view would keep the storage)
+        return {**{name: compact(self.field(filled, name)) for name in self.layout}, "pos": self.pos, "size": self.size}
 
     def load_state_dict(self, state: dict) -> None:
         self.pos, self.size = state["pos"], state["size"]

@@ -86,10 +86,10 @@ class CudaGraphs:
     WARMUP calls run eagerly on a side stream (the optimizers make their state, the libraries their
     handles), the next one is captured and replayed, and every later call copies the tensors among its
     `args` into the graph's own input tensors and replays: tens or hundreds of kernels launched as one,
-    and no host synchronisation. The other arguments are fixed at the capture (the key must tell them
-    apart). Every other tensor the function reads must keep its memory: the agent's weights, optimizer
-    states and temperature, the replay buffer's storage. The returned tensors are overwritten by the
-    next replay of the same graph. The eager function stays the reference (tests/test_cuda.py)."""
+    and no host synchronisation. The other arguments (plain numbers) are fixed at the capture: the key
+    must tell them apart. Every other tensor the function reads must keep its memory: the agent's
+    weights, optimizer states and temperature, the replay buffer's storage. The returned tensors are
+    overwritten by the next replay of the same graph. The eager function stays the reference (tests/test_cuda.py)."""
 
     WARMUP = 3
 
@@ -103,11 +103,15 @@ class CudaGraphs:
             graph, inputs, outputs = self.graphs[key]
             for static, new in zip(inputs, args):
                 if isinstance(new, torch.Tensor):
+                    if new.shape != static.shape or new.dtype != static.dtype:  # copy_ would broadcast or convert
+                        raise ValueError(f"CudaGraphs: an input of {tuple(new.shape)} {new.dtype} where the graph "
+                                         f"was captured with {tuple(static.shape)} {static.dtype}")
                     static.copy_(new)
             graph.replay()
             return outputs
-        if any(isinstance(arg, (tuple, list, dict)) for arg in args):  # their tensors would be fixed at the capture
-            raise TypeError("CudaGraphs: pass every input tensor as an argument of its own, not in a container")
+        if not all(isinstance(arg, (torch.Tensor, int, float, str, type(None))) for arg in args):
+            raise TypeError("CudaGraphs: pass every input tensor as an argument of its own (tensors in a container, "
+                            "or arrays, would be fixed at the capture); other arguments must be plain numbers")
         self.eager_calls[key] = self.eager_calls.get(key, 0) + 1
         if self.eager_calls[key] <= self.WARMUP:
             side = torch.cuda.Stream()

@@ -81,19 +81,26 @@ def test_a_finished_cuda_run_resumed_on_a_cpu_says_it_is_finished(tmp_path):
 
 
 # ------------------------------------------------------------------ the update as CUDA graphs (issue 39)
-def tiny_buffer(module, members: int, num_z: int, seed: int = 0):
-    """A replay buffer on the GPU with 200 random transitions per member (with separate networks, member m's z is m)."""
+def add_random_steps(rb, module, num_z: int, steps: int, rng) -> None:
+    """`steps` random transitions for each member of `rb` (with separate networks, member m's z is m)."""
     import numpy as np
-
-    from run_utils.buffer import ReplayBuffer
-    rng, rb = np.random.default_rng(seed), ReplayBuffer(module.Batch, 200, members, torch.device("cuda"))
-    for _ in range(200):
+    members = rb.members
+    for _ in range(steps):
         step = dict(obs=rng.normal(size=(members, 5)), actions=rng.uniform(-1, 1, (members, 2)),
                     rewards=rng.normal(size=members), next_obs=rng.normal(size=(members, 5)),
                     terminations=rng.uniform(size=members) < 0.1)
         if "z" in module.Batch._fields:
             step["z"] = np.arange(members) if members > 1 else rng.integers(num_z, size=1)
         rb.add(**step)
+
+
+def tiny_buffer(module, members: int, num_z: int, seed: int = 0):
+    """A replay buffer on the GPU of 400 rows, 200 of them filled with random transitions."""
+    import numpy as np
+
+    from run_utils.buffer import ReplayBuffer
+    rng, rb = np.random.default_rng(seed), ReplayBuffer(module.Batch, 400, members, torch.device("cuda"))
+    add_random_steps(rb, module, num_z, 200, rng)
     return rb
 
 
@@ -118,16 +125,21 @@ def agents(name, flags):
                                          ("mede", {}), ("mede", {"separate_networks": True, "autotune": True}),
                                          ("diayn", {})])
 def test_the_update_as_cuda_graphs_equals_the_eager_update(name, flags):
-    """As main's `train`: the rows of a batch in, the gather from the buffer and the update inside the graph.
-    Tolerance: 1e-5 absolute on every weight after 8 updates (5 of them replays of captured graphs),
-    the same kernels in the same order: in practice the two agree to the last bit."""
+    """As main's `train`: the rows of a batch in, the gather from the buffer and the update inside the graph,
+    with a step stored between two updates (the graph must read the buffer's storage as it is now).
+    Tolerance: 1e-5 absolute on every weight after 16 updates (each schedule's graph: 3 eager warm-up
+    calls, the capture, then at least 4 replays), the same kernels in the same order: in practice the
+    two agree to the last bit."""
+    import numpy as np
+
     from run_utils.hardware import CudaGraphs
     module, args, eager, captured = agents(name, flags)
     members = 3 if flags.get("separate_networks") else 1
-    rb = tiny_buffer(module, members, 3)
+    rb, rng = tiny_buffer(module, members, 3), np.random.default_rng(1)
     update = CudaGraphs(lambda rows, step: captured.update(rb.batch(rows), step),
                         lambda rows, step: (step % args.policy_frequency == 0, step % args.target_network_frequency == 0))
-    for step in range(8):
+    for step in range(16):
+        add_random_steps(rb, module, 3, 1, rng)
         rows = rb.rows(64)  # a new batch every step: a graph that kept its first batch would drift from eager
         torch.manual_seed(100 + step)
         expected = eager.update(rb.batch(rows), step)
@@ -135,7 +147,7 @@ def test_the_update_as_cuda_graphs_equals_the_eager_update(name, flags):
         got = update(rows, step)
         for key, value in expected.items():
             torch.testing.assert_close(got[key], value, rtol=0, atol=1e-5, msg=f"step {step}: {key}")
-    schedules = {(step % args.policy_frequency == 0, step % args.target_network_frequency == 0) for step in range(8)}
+    schedules = {(step % args.policy_frequency == 0, step % args.target_network_frequency == 0) for step in range(16)}
     assert len(update.graphs) == len(schedules)  # one graph per schedule (SAC's default trains its actor every 2nd)
     for (key, p), q in zip(eager.actor.named_parameters(), captured.actor.parameters()):
         torch.testing.assert_close(q, p, rtol=0, atol=1e-5, msg=key)

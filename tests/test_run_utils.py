@@ -710,8 +710,9 @@ def test_main_keys_the_cuda_graphs_by_every_choice_the_update_makes(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     SCRIPTS[name].main(make_args(name, total_timesteps=200, policy_frequency=2, target_network_frequency=3))
     act_key, train_key = keys
-    inputs = (None,) if name == "sac" else (None, None)  # acting's inputs: obs (and z)
-    assert act_key(*inputs) == act_key(*inputs)
+    obs, z = (torch.zeros(1, 2), torch.ones(1, 2)), (torch.zeros(1, dtype=torch.long), torch.ones(1, dtype=torch.long))
+    inputs = [(o,) if name == "sac" else (o, zi) for o, zi in zip(obs, z)]  # acting's inputs: obs (and z)
+    assert act_key(*inputs[0]) == act_key(*inputs[1])  # new observations replay the same graph
     assert [train_key(None, step) for step in range(7)] == [(step % 2 == 0, step % 3 == 0) for step in range(7)]
 
 
@@ -728,23 +729,30 @@ def test_the_replay_buffer_returns_what_was_stored_field_by_field_and_loads_the_
         stored.append(step)
     rows = torch.tensor([[0, 5, 3], [2, 2, 4]])  # member 0 reads rows 0, 5, 3; member 1 rows 2, 2, 4
     batch = rb.batch(rows)
+    ring = [stored[6], stored[7], stored[8], stored[3], stored[4], stored[5]]  # row i after the wrap
     for name in mede.Batch._fields:
-        ring = [stored[6], stored[7], stored[8], stored[3], stored[4], stored[5]]  # row i after the wrap
         expected = np.stack([[ring[r][name][m] for r in rows[m].tolist()] for m in range(2)])
         assert getattr(batch, name).dtype == (torch.long if name == "z" else torch.float32), name
         np.testing.assert_array_equal(getattr(batch, name).numpy(), expected.astype(np.int64 if name == "z" else np.float32))
+    # the checkpoint's format before the packing: each field [size, M, ...], float32, z int64
+    older = {name: torch.as_tensor(np.stack([np.asarray(step[name]) for step in ring]),
+                                   dtype=torch.long if name == "z" else torch.float32) for name in mede.Batch._fields}
+    older |= {"pos": 3, "size": 6}
     state = rb.state_dict()
-    assert state["z"].dtype == torch.long and state["obs"].shape == (6, 2, 3) and state["rewards"].shape == (6, 2)
-    older = {name: state[name].clone() for name in mede.Batch._fields} | {"pos": rb.pos, "size": rb.size}
+    assert state.keys() == older.keys()
+    for name in mede.Batch._fields:
+        assert state[name].dtype == older[name].dtype and torch.equal(state[name], older[name]), name
+    assert (state["pos"], state["size"]) == (3, 6)
     loaded = ReplayBuffer(mede.Batch, 6, 2, torch.device("cpu"))
     loaded.load_state_dict(older)
     for a, b in zip(loaded.batch(rows), batch):
         assert a.dtype == b.dtype and torch.equal(a, b)
 
 
-def test_cuda_graphs_refuse_inputs_in_a_container():
-    """A tensor inside a tuple (a whole batch) would be fixed at the capture and silently replayed with
-    the first call's values: the graphs take tensors as arguments of their own."""
+@pytest.mark.parametrize("batch", [(torch.zeros(2), torch.ones(2)), np.zeros(2)], ids=["tuple", "array"])
+def test_cuda_graphs_refuse_inputs_they_would_fix_at_the_capture(batch):
+    """A tensor inside a tuple (a whole batch), or an array, would be fixed at the capture and silently
+    replayed with the first call's values: the graphs take tensors as arguments of their own."""
     graphs = hardware.CudaGraphs(lambda batch, step: batch, key=lambda batch, step: step)
     with pytest.raises(TypeError, match="argument of its own"):
-        graphs((torch.zeros(2), torch.ones(2)), 0)
+        graphs(batch, 0)
