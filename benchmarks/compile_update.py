@@ -8,10 +8,11 @@ time, reported apart), and checked against the eager update:
   the same CUDA graphs (LeanRL's recipe; the scripts have no such option until this says it is faster).
 
 Each variant starts from the same weights and random state and runs the same updates; the largest
-difference of its actor's weights from the eager variant's after them is printed (fused kernels and
-graphs may reorder sums; inductor is told to draw torch's own random numbers, as eager does).
+difference of its actor's weights from the eager variant's is printed after the first update and
+after all of them (fused kernels may reorder sums, and the differences grow over the updates;
+inductor is told to draw torch's own random numbers, as eager does).
 
-    .venv/bin/python benchmarks/compile_update.py                 # about 3 minutes on one core; run it alone
+    .venv/bin/python benchmarks/compile_update.py                 # about 2 minutes on one core; run it alone
     python benchmarks/compile_update.py --device cuda             # about 2 minutes on an H200
 """
 
@@ -61,8 +62,8 @@ def updates_per_second(update, rows, device, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def largest_difference(a, b) -> float:
-    return max((x - y).abs().max().item() for x, y in zip(a.actor.parameters(), b.actor.parameters()))
+def largest_difference(a, b) -> float:  # of two actors' weights
+    return max((x - y).abs().max().item() for x, y in zip(a.parameters(), b.parameters()))
 
 
 def main() -> None:
@@ -86,7 +87,7 @@ def main() -> None:
             variants = {"eager": train,
                         "CUDA graphs": lambda agent: hardware.CudaGraphs(train(agent), key),
                         "torch.compile + CUDA graphs": lambda agent: hardware.CudaGraphs(torch.compile(train(agent)), key)}
-        rates, agents = {}, {}
+        rates, agents, firsts = {}, {}, {}
         for variant, make in variants.items():
             agent = agents[variant] = copy.deepcopy(reference)
             torch.manual_seed(1)  # every variant draws the same actions (inductor too: fallback_random)
@@ -94,9 +95,13 @@ def main() -> None:
             update(rows, 0)
             sync(device)
             first_call = time.perf_counter() - start
+            after_one = copy.deepcopy(agent.actor)  # one update: a reordered sum shows, a wrong random draw too
+            firsts[variant] = after_one
             rates[variant] = updates_per_second(update, rows, device, args.updates)
             difference = "" if variant == "eager" else \
-                f", largest actor weight difference from eager {largest_difference(agent, agents['eager']):.1e}"
+                (f", largest actor weight difference from eager after 1 update "
+                 f"{largest_difference(after_one, firsts['eager']):.1e}, after {args.updates + 21} "
+                 f"{largest_difference(agent.actor, agents['eager'].actor):.1e} (reordered sums grow over the updates)")
             print(f"{name} on {device.type}, {variant}: {rates[variant]:.1f} updates/s "
                   f"({rates[variant] / rates['eager']:.2f}x eager), first call {first_call:.1f} s{difference}", flush=True)
 
