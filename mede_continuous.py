@@ -435,12 +435,13 @@ def main(args: Args) -> dict | None:
     z = np.arange(num_envs) if args.separate_networks else z_rng.integers(args.num_z, size=num_envs)
     total_steps = args.total_timesteps // num_envs * num_envs  # every iteration steps every env once
     obs, start_step = run.start(agent, rb, envs, dims, total_steps, z=z, z_rng=z_rng)  # seeds and resets envs
-    # On CUDA, acting and the update as CUDA graphs (--cuda-graphs): the update one graph per schedule (does
-    # a step train the actor, update the targets?), each taking its batch's rows and gathering it from the buffer
-    act = run.cuda_graphs(agent.act, key=lambda obs, z: "act")
-    train = run.cuda_graphs(lambda rows, step: agent.update(rb.batch(rows), step),
-                            key=lambda rows, step: (step % args.policy_frequency == 0,
-                                                    step % args.target_network_frequency == 0))
+    # Acting and the update as the run computes them: with --compile through torch.compile; on CUDA as CUDA
+    # graphs (--cuda-graphs), the update one per schedule (does a step train the actor, update the targets?),
+    # each taking its batch's rows and gathering the batch from the buffer
+    act = run.compiled(agent.act, key=lambda obs, z: "act")
+    train = run.compiled(lambda rows, step: agent.update(rb.batch(rows), step),
+                         key=lambda rows, step: (step % args.policy_frequency == 0,
+                                                 step % args.target_network_frequency == 0))
 
     with run.training():  # TRY NOT TO MODIFY: SIGINT/SIGTERM -> checkpoint and exit; NaN -> stop
         for global_step in range(start_step, total_steps, num_envs):

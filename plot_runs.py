@@ -29,7 +29,7 @@ OUR_SCRIPTS = ("sac_continuous", "mede_continuous", "diayn_continuous")
 # (--bf16 is what was asked; the precision the run actually trained in is what counts, and is compared).
 BOOKKEEPING = {"bf16", "seed", "exp_name", "run_dir", "resume", "threads", "checkpoint_every", "track",
                "wandb_project_name", "wandb_entity", "capture_video", "save_model", "cuda", "cuda_graphs",
-               "measure_every", "measure_steps", "torch_deterministic"}
+               "compile", "measure_every", "measure_steps", "torch_deterministic"}
 OWN_COLUMNS = {"env_id", "num_z", "total_timesteps"}  # they have columns (steps: the run's global step)
 EVAL_KEYS = ("env_id", "num_z", "avg", "max", "global_step", "seed")
 

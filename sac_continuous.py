@@ -322,12 +322,13 @@ def main(args: Args) -> dict | None:
     agent = SAC(**dims, args=args, device=device)
     rb = ReplayBuffer(Batch, args.buffer_size, 1, device)
     obs, start_step = run.start(agent, rb, envs, dims, args.total_timesteps)  # seeds and resets envs
-    # On CUDA, acting and the update as CUDA graphs (--cuda-graphs): the update one graph per schedule (does
-    # a step train the actor, update the targets?), each taking its batch's rows and gathering it from the buffer
-    act = run.cuda_graphs(lambda obs: agent.actor.sample(obs)[0], key=lambda obs: "act")
-    train = run.cuda_graphs(lambda rows, step: agent.update(rb.batch(rows), step),
-                            key=lambda rows, step: (step % args.policy_frequency == 0,
-                                                    step % args.target_network_frequency == 0))
+    # Acting and the update as the run computes them: with --compile through torch.compile; on CUDA as CUDA
+    # graphs (--cuda-graphs), the update one per schedule (does a step train the actor, update the targets?),
+    # each taking its batch's rows and gathering the batch from the buffer
+    act = run.compiled(lambda obs: agent.actor.sample(obs)[0], key=lambda obs: "act")
+    train = run.compiled(lambda rows, step: agent.update(rb.batch(rows), step),
+                         key=lambda rows, step: (step % args.policy_frequency == 0,
+                                                 step % args.target_network_frequency == 0))
 
     with run.training():  # TRY NOT TO MODIFY: SIGINT/SIGTERM -> checkpoint and exit; NaN -> stop
         for global_step in range(start_step, args.total_timesteps):

@@ -71,9 +71,11 @@ CONTENDERS = {
     "sac": Ours("sac_continuous.py"),
     "sac-eager": Ours("sac_continuous.py", ("--no-cuda-graphs",)),  # on CUDA: the update not captured
     "sac-bf16": Ours("sac_continuous.py", ("--bf16",)),
+    "sac-compile": Ours("sac_continuous.py", ("--compile",)),  # on CUDA: compiled, then captured
     "mede": Ours("mede_continuous.py", MEDE_FLAGS),
     "mede-eager": Ours("mede_continuous.py", (*MEDE_FLAGS, "--no-cuda-graphs")),
     "mede-bf16": Ours("mede_continuous.py", (*MEDE_FLAGS, "--bf16")),
+    "mede-compile": Ours("mede_continuous.py", (*MEDE_FLAGS, "--compile")),
     "mede-sep": Ours("mede_continuous.py", (*MEDE_FLAGS, "--separate-networks"), env_steps_per_update=4),
     "mede-sep-bf16": Ours("mede_continuous.py", (*MEDE_FLAGS, "--separate-networks", "--bf16"),
                           env_steps_per_update=4),

@@ -15,8 +15,8 @@
 #         pyopengl websockets tyro==1.0.17 docstring-parser typeguard stable-baselines3==2.9.2
 #
 # What it writes to OUTDIR (default: $OUT, else device_check/): gpu.txt, tests.log, tests.xml (JUnit),
-# speed.md, profile.txt. Phases on an H200 with 16 cores: tests about 3 minutes, speed about 3, profile about 3
-# (its torch.compile check unmeasured there yet: `profile` alone if `all` would not fit).
+# speed.md, profile.txt. `all` is tests and speed, at most 3.5 + 4 minutes (their time limits; on an H200 with 16
+# cores before --compile: about 3 each); `profile` (at most 5.5 minutes) is apart, for a second call.
 set -uo pipefail
 phase=${1:-all}
 out=${2:-${OUT:-device_check}}
@@ -37,28 +37,30 @@ cat "$out/gpu.txt"
 status=0
 if [ "$phase" = all ] || [ "$phase" = tests ]; then
     # every core (no Ray there: its tests skip, so files need not stay on one worker); the GPU stays visible
-    # -v: each result is in the log as it comes, even if the time limit cuts the run; a test over 200 s fails
-    per_test=$(python3 -c "import pytest_timeout" 2>/dev/null && echo "--timeout 200")
-    timeout 300 python3 -m pytest tests -p no:cacheprovider -v --tb=short -rfE -n "$(nproc)" --dist load $per_test \
+    # -v: each result is in the log as it comes, even if the time limit cuts the run; a test over 150 s fails
+    per_test=$(python3 -c "import pytest_timeout" 2>/dev/null && echo "--timeout 150")
+    timeout 210 python3 -m pytest tests -p no:cacheprovider -v --tb=short -rfE -n "$(nproc)" --dist load $per_test \
         --junitxml="$out/tests.xml" > "$out/tests.log" 2>&1
     status=$?
     grep -E "^(FAILED|ERROR)|[0-9]+ (passed|failed)" "$out/tests.log" | tail -40
     echo "tests: exit code $status"
 fi
 if [ "$phase" = all ] || [ "$phase" = speed ]; then
-    # one process at a time; then eight SAC trials sharing the GPU at once
-    timeout 240 python3 benchmarks/bench.py --device cuda sac-eager sac sac-bf16 mede-eager mede mede-sep-ant sb3-sac \
+    # one process at a time (the -compile ones compile in their first 100 updates, which are not timed); then
+    # eight SAC trials sharing the GPU at once
+    timeout 250 python3 benchmarks/bench.py --device cuda sac-eager sac sac-compile sac-bf16 mede-eager mede \
+        mede-compile mede-sep-ant sb3-sac \
         --threads default --repeats 1 --warmup-steps 500 --steps 1200 --skip 100 --concurrent 8 sac \
         > "$out/speed.md" 2> "$out/speed.log"
     echo "speed: exit code $?"
     cat "$out/speed.md"
 fi
-if [ "$phase" = all ] || [ "$phase" = profile ]; then
+if [ "$phase" = profile ]; then
     # where a step's time goes on the GPU (each phase synchronised): what to speed up next
     for script in sac mede-sep-ant; do
         timeout 90 python3 benchmarks/profile_step.py --device cuda $script --steps 1000 2> /dev/null | tail -10
     done | tee "$out/profile.txt"
-    # does torch.compile before capture make the update faster (LeanRL's recipe)? The scripts do not do it yet
+    # the update alone: eager, CUDA graphs, torch.compile + CUDA graphs (--compile), and how far each drifts
     timeout 150 python3 benchmarks/compile_update.py --device cuda --updates 300 2>&1 | grep -v "^W" | tee -a "$out/profile.txt"
 fi
 exit $status

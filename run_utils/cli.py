@@ -21,7 +21,7 @@ import numpy as np
 DONE, FAILED, BAD_INPUT, NAN = 0, 1, 2, 3  # interrupted by a signal: 128 + its number (130 SIGINT, 143 SIGTERM)
 # Flags that may differ from the checkpoint's when resuming; all others define the run.
 RESUMABLE_OVERRIDES = ("total_timesteps", "checkpoint_every", "eval_episodes", "save_model", "capture_video",
-                       "track", "wandb_project_name", "wandb_entity", "cuda", "cuda_graphs", "threads", "resume", "run_dir",
+                       "track", "wandb_project_name", "wandb_entity", "cuda", "cuda_graphs", "compile", "threads", "resume", "run_dir",
                        "measure_every", "measure_steps")
 
 
@@ -52,6 +52,10 @@ class RunArgs:
     cuda_graphs: bool = True
     """if toggled, on CUDA acting and the update (with its batch's gather from the buffer) run as CUDA graphs,
     captured once and replayed (--no-cuda-graphs: eagerly, the reference; on the CPU always eagerly)"""
+    compile: bool = False
+    """if toggled, acting and the update go through torch.compile (fused kernels; on CUDA compiled, then captured
+    as CUDA graphs, LeanRL's recipe). The numbers differ from eager by the order of fused sums. Off by default:
+    slower on a CPU core (0.8x), not yet measured on a GPU (docs/speed.md); the first updates wait for the compiler"""
     threads: int = 1
     """CPU threads of torch; 1 is fastest here whenever anything else runs (docs/speed.md)"""
     bf16: bool = False

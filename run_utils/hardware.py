@@ -80,9 +80,19 @@ def keep_freed_memory() -> None:
     libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: do not give freed heap back to the OS
 
 
+def torch_compile(function):
+    """`torch.compile(function)`, drawing torch's own random numbers as eager code does (inductor's
+    `fallback_random`), so that a compiled update differs from the eager one only by the order of its fused
+    sums (tests/test_compile.py). Python numbers among the arguments (the step) become symbolic after
+    their second value: a new schedule of the update (`step % policy_frequency`) compiles once more."""
+    import torch._inductor.config
+    torch._inductor.config.fallback_random = True
+    return torch.compile(function)
+
+
 class CudaGraphs:
-    """`function(*args)` as CUDA graphs (LeanRL's recipe without torch.compile): one graph per `key(*args)`,
-    e.g. the parts of the update that a call runs (does it train the actor? the targets?). A key's first
+    """`function(*args)` as CUDA graphs (LeanRL's recipe, with torch.compile under --compile): one graph per
+    `key(*args)`, e.g. the parts of the update that a call runs (does it train the actor? the targets?). A key's first
     WARMUP calls run eagerly on a side stream (the optimizers make their state, the libraries their
     handles), the next one is captured and replayed, and every later call copies the tensors among its
     `args` into the graph's own input tensors and replays: tens or hundreds of kernels launched as one,

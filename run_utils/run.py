@@ -63,10 +63,15 @@ class Run:
         """The context of the updates and of acting: bf16 autocast in a bf16 run (`hardware.autocast`)."""
         return hardware.autocast(self.device, self.precision)
 
-    def cuda_graphs(self, function, key):
-        """`function` as CUDA graphs, one per `key(*args)` (`hardware.CudaGraphs`), on CUDA with --cuda-graphs;
-        else `function` itself."""
-        return hardware.CudaGraphs(function, key) if self.device.type == "cuda" and self.args.cuda_graphs else function
+    def compiled(self, function, key):
+        """`function` as this run computes it: with --compile through `torch.compile` (`hardware.torch_compile`),
+        then on CUDA with --cuda-graphs as CUDA graphs, one per `key(*args)` (`hardware.CudaGraphs`); with
+        neither `function` itself, the reference."""
+        if self.args.compile:
+            function = hardware.torch_compile(function)
+        if self.device.type == "cuda" and self.args.cuda_graphs:
+            function = hardware.CudaGraphs(function, key)
+        return function
 
     def command(self, *flags: str) -> str:
         """A command line that runs this script again, as it ran: this interpreter, this file."""

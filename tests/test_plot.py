@@ -66,8 +66,8 @@ def fake_run(root, name, num_z, values_sa, values_s, steps, seed=1, exp_name="me
 @pytest.mark.parametrize("measure, shift", [("replay", 0.0), ("held-out", -HELD_OUT_GAP), ("probe", -PROBE_GAP)])
 def test_figure2_mean_and_std_over_seeds_with_chance_level(tmp_path, figures, measure, shift):
     steps = [100, 200, 300, 400]
-    mede_runs = [fake_run(tmp_path, f"mede{i}", 4, [-1.0 + i, -0.5 + i, -0.2 + i, 0.0 + i], [-1.2] * 4, steps, seed=i)
-                 for i in range(2)]
+    for i in range(2):  # found by the glob below
+        fake_run(tmp_path, f"mede{i}", 4, [-1.0 + i, -0.5 + i, -0.2 + i, 0.0 + i], [-1.2] * 4, steps, seed=i)
     diayn_runs = [fake_run(tmp_path, "diayn0", 4, [-1.4] * 4, [-1.3] * 4, steps, exp_name="diayn_continuous")]
     matched = [fake_run(tmp_path, "diayn_matched0", 4, [-1.3] * 4, [-1.3] * 4, steps, exp_name="diayn_matched")]
     out = plot.main(["fig2", "--runs", str(tmp_path / "mede*"), "--runs", *diayn_runs, "--runs", *matched,

@@ -539,7 +539,7 @@ def test_model_files_written_before_newer_flags_still_load(name):
     for network in ("actor", "disc_sa", "disc_s"):
         for key, value in getattr(agent, network).state_dict().items():
             assert torch.equal(value, saved[network][key]), f"{network} is not the file's"
-    assert args.bf16 is False and args.cuda_graphs is True  # flags newer than the file take their defaults
+    assert args.bf16 is False and args.cuda_graphs is True and args.compile is False  # flags newer than the file take their defaults
     assert agent.precision == "float32"  # a file without a precision was trained in float32
 
 
@@ -706,7 +706,7 @@ def test_main_keys_the_cuda_graphs_by_every_choice_the_update_makes(tmp_path, mo
     one would replay on the other). Acting has one graph. Checked on the CPU through the keys that main
     hands to the run (acting's first, then the update's)."""
     keys = []
-    monkeypatch.setattr(Run, "cuda_graphs", lambda self, function, key: keys.append(key) or function)
+    monkeypatch.setattr(Run, "compiled", lambda self, function, key: keys.append(key) or function)
     monkeypatch.chdir(tmp_path)
     SCRIPTS[name].main(make_args(name, total_timesteps=200, policy_frequency=2, target_network_frequency=3))
     act_key, train_key = keys
