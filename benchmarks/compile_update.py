@@ -5,7 +5,9 @@ time, reported apart), and checked against the eager update:
 
 - on the CPU (one thread): eager against `torch.compile(agent.update)`;
 - on CUDA: eager, the scripts' CUDA graphs (`hardware.CudaGraphs`), and `torch.compile` captured as
-  the same CUDA graphs (LeanRL's recipe; the scripts have no such option until this says it is faster).
+  the same CUDA graphs (LeanRL's recipe; the scripts' `--compile`, off by default until a GPU shows it faster).
+
+Compiled as `--compile` compiles (`hardware.torch_compile`).
 
 Each variant starts from the same weights and random state and runs the same updates; the largest
 difference of its actor's weights from the eager variant's is printed after the first update and
@@ -72,7 +74,6 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=300, help="timed updates per variant")
     args = parser.parse_args()
     device = torch.device(args.device)
-    torch._inductor.config.fallback_random = True  # compiled code draws torch's random numbers, as eager does
     if device.type == "cpu":
         torch.set_num_threads(1)
     key = lambda rows, step: (step % 2 == 0, True)  # noqa: E731 (the scripts' key: policy_frequency 2, tau every step)
@@ -82,11 +83,11 @@ def main() -> None:
         reference = agent_class(11, 3, -np.ones(3), np.ones(3), agent_args, device)
         rb, rows = random_buffer(module, device)
         train = lambda agent: lambda rows, step: agent.update(rb.batch(rows), step)  # noqa: E731 (as main's `train`)
-        variants = {"eager": train, "torch.compile": lambda agent: torch.compile(train(agent))}
+        variants = {"eager": train, "torch.compile": lambda agent: hardware.torch_compile(train(agent))}
         if device.type == "cuda":
             variants = {"eager": train,
                         "CUDA graphs": lambda agent: hardware.CudaGraphs(train(agent), key),
-                        "torch.compile + CUDA graphs": lambda agent: hardware.CudaGraphs(torch.compile(train(agent)), key)}
+                        "torch.compile + CUDA graphs": lambda agent: hardware.CudaGraphs(hardware.torch_compile(train(agent)), key)}
         rates, agents, firsts = {}, {}, {}
         for variant, make in variants.items():
             agent = agents[variant] = copy.deepcopy(reference)

@@ -2,7 +2,7 @@
 # The check a session with a GPU runs, as one command (issues 36 and 39): the README's test suite with
 # the GPU visible (tests/test_cuda.py runs there instead of skipping), then the speed table on CUDA.
 #
-#     bash benchmarks/device_check.sh [all|tests|speed|profile] [OUTDIR]      (from the repository root)
+#     bash benchmarks/device_check.sh [all|tests|speed|compile|profile] [OUTDIR]      (from the repository root)
 #
 # It expects torch with CUDA, numpy, tensorboard, matplotlib, pytest and pytest-xdist installed (as on
 # the device tool's H200 image, Python 3.12), and the rest of the requirements as wheels in .whl/
@@ -15,8 +15,9 @@
 #         pyopengl websockets tyro==1.0.17 docstring-parser typeguard stable-baselines3==2.9.2
 #
 # What it writes to OUTDIR (default: $OUT, else device_check/): gpu.txt, tests.log, tests.xml (JUnit),
-# speed.md, profile.txt. `all` is tests and speed, at most 3.5 + 4 minutes (their time limits; on an H200 with 16
-# cores before --compile: about 3 each); `profile` (at most 5.5 minutes) is apart, for a second call.
+# speed.md, compile.md, profile.txt. `all` is tests and speed, at most 4 + 3.7 minutes (their time limits; on an
+# H200 with 16 cores before --compile: about 3 each). `compile` (--compile against the default, at most 5 minutes)
+# and `profile` (at most 5.5 minutes) are apart, for a second call.
 set -uo pipefail
 phase=${1:-all}
 out=${2:-${OUT:-device_check}}
@@ -37,28 +38,33 @@ cat "$out/gpu.txt"
 status=0
 if [ "$phase" = all ] || [ "$phase" = tests ]; then
     # every core (no Ray there: its tests skip, so files need not stay on one worker); the GPU stays visible
-    # -v: each result is in the log as it comes, even if the time limit cuts the run; a test over 150 s fails
-    per_test=$(python3 -c "import pytest_timeout" 2>/dev/null && echo "--timeout 150")
-    timeout 210 python3 -m pytest tests -p no:cacheprovider -v --tb=short -rfE -n "$(nproc)" --dist load $per_test \
+    # -v: each result is in the log as it comes, even if the time limit cuts the run; a test over 200 s fails
+    per_test=$(python3 -c "import pytest_timeout" 2>/dev/null && echo "--timeout 200")
+    timeout 240 python3 -m pytest tests -p no:cacheprovider -v --tb=short -rfE -n "$(nproc)" --dist load $per_test \
         --junitxml="$out/tests.xml" > "$out/tests.log" 2>&1
     status=$?
     grep -E "^(FAILED|ERROR)|[0-9]+ (passed|failed)" "$out/tests.log" | tail -40
     echo "tests: exit code $status"
 fi
 if [ "$phase" = all ] || [ "$phase" = speed ]; then
-    # one process at a time (the -compile ones compile in their first 100 updates, which are not timed); then
-    # eight SAC trials sharing the GPU at once
-    timeout 250 python3 benchmarks/bench.py --device cuda sac-eager sac sac-compile sac-bf16 mede-eager mede \
-        mede-compile mede-sep-ant sb3-sac \
+    # one process at a time, then eight SAC trials sharing the GPU at once; each result is in speed.log as it comes
+    timeout 220 python3 benchmarks/bench.py --device cuda sac-eager sac sac-bf16 mede-eager mede mede-sep-ant sb3-sac \
         --threads default --repeats 1 --warmup-steps 500 --steps 1200 --skip 100 --concurrent 8 sac \
         > "$out/speed.md" 2> "$out/speed.log"
     echo "speed: exit code $?"
-    cat "$out/speed.md"
+    cat "$out/speed.md" "$out/speed.log"
+fi
+if [ "$phase" = compile ]; then
+    # --compile beside the default, one process at a time (a -compile one compiles in its first 100 updates, not timed)
+    timeout 300 python3 benchmarks/bench.py --device cuda sac sac-compile mede mede-compile \
+        --threads default --repeats 1 --warmup-steps 500 --steps 1200 --skip 100 > "$out/compile.md" 2> "$out/compile.log"
+    echo "compile: exit code $?"
+    cat "$out/compile.md" "$out/compile.log"
 fi
 if [ "$phase" = profile ]; then
     # where a step's time goes on the GPU (each phase synchronised): what to speed up next
     for script in sac mede-sep-ant; do
-        timeout 90 python3 benchmarks/profile_step.py --device cuda $script --steps 1000 2> /dev/null | tail -10
+        timeout 90 python3 benchmarks/profile_step.py --device cuda $script --steps 1000 2>&1 | grep -v "^W" | tail -10
     done | tee "$out/profile.txt"
     # the update alone: eager, CUDA graphs, torch.compile + CUDA graphs (--compile), and how far each drifts
     timeout 150 python3 benchmarks/compile_update.py --device cuda --updates 300 2>&1 | grep -v "^W" | tee -a "$out/profile.txt"

@@ -69,8 +69,8 @@ def main() -> None:
     for owner, attribute, phase in patches:
         setattr(owner, attribute, timed(phase, getattr(owner, attribute)))
     # main asks the run for acting, then for the update (with its batch's gather): graph replays on CUDA
-    make, phases = run.Run.cuda_graphs, iter(["act (forward)", "update (with the gather)"])
-    run.Run.cuda_graphs = lambda self, function, key: timed(next(phases), make(self, function, key))
+    make, phases = run.Run.compiled, iter(["act (forward)", "update (with the gather)"])
+    run.Run.compiled = lambda self, function, key: timed(next(phases), make(self, function, key))
     run.Run.log_losses = count_steps(run.Run.log_losses)
     command = ["--learning-starts", str(args.warmup_steps), "--total-timesteps", str(args.warmup_steps + 101 + args.steps),
                "--eval-episodes", "0", "--checkpoint-every", "0", *(["--no-cuda"] if args.device == "cpu" else []),
