@@ -11,22 +11,11 @@ from torch._dynamo.utils import counters
 import diayn_continuous as diayn
 import mede_continuous as mede
 from run_utils import hardware
-from run_utils.buffer import ReplayBuffer
 import sac_continuous as sac
+from transitions import random_buffer
 
 AGENTS = {"sac": (sac, sac.SAC, {}), "mede": (mede, mede.MEDE, {"num_z": 3, "disc_hidden_dim": 32}),
           "diayn": (diayn, diayn.DIAYN, {"num_z": 3, "disc_hidden_dim": 32})}
-
-
-def random_buffer(module, steps: int = 300):
-    rng, rb = np.random.default_rng(0), ReplayBuffer(module.Batch, steps, 1, torch.device("cpu"))
-    for _ in range(steps):
-        step = dict(obs=rng.normal(size=(1, 5)), actions=rng.uniform(-1, 1, (1, 2)), rewards=rng.normal(size=1),
-                    next_obs=rng.normal(size=(1, 5)), terminations=rng.uniform(size=1) < 0.1)
-        if "z" in module.Batch._fields:
-            step["z"] = rng.integers(3, size=1)
-        rb.add(**step)
-    return rb
 
 
 def tensors(agent) -> dict:
@@ -60,7 +49,7 @@ def test_the_compiled_update_equals_the_eager_update_on_a_fixed_batch(name):
         for target in eager.qf_target.parameters():
             target.add_(0.1 * torch.randn_like(target))
     agent, before = copy.deepcopy(eager), {k: t.clone() for k, t in tensors(eager).items()}
-    rb = random_buffer(module)
+    rb = random_buffer(module, torch.device("cpu"), 300, 300)
     torch._dynamo.reset()
     counters.clear()
     train = hardware.torch_compile(lambda rows, step: agent.update(rb.batch(rows), step))

@@ -12,6 +12,8 @@ import sys
 import pytest
 import torch
 
+from transitions import add_random_steps, random_buffer
+
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,29 +85,6 @@ def test_a_finished_cuda_run_resumed_on_a_cpu_says_it_is_finished(tmp_path):
 
 
 # ------------------------------------------------------------------ the update as CUDA graphs (issue 39)
-def add_random_steps(rb, module, num_z: int, steps: int, rng) -> None:
-    """`steps` random transitions for each member of `rb` (with separate networks, member m's z is m)."""
-    import numpy as np
-    members = rb.members
-    for _ in range(steps):
-        step = dict(obs=rng.normal(size=(members, 5)), actions=rng.uniform(-1, 1, (members, 2)),
-                    rewards=rng.normal(size=members), next_obs=rng.normal(size=(members, 5)),
-                    terminations=rng.uniform(size=members) < 0.1)
-        if "z" in module.Batch._fields:
-            step["z"] = np.arange(members) if members > 1 else rng.integers(num_z, size=1)
-        rb.add(**step)
-
-
-def tiny_buffer(module, members: int, num_z: int, seed: int = 0):
-    """A replay buffer on the GPU of 400 rows, 200 of them filled with random transitions."""
-    import numpy as np
-
-    from run_utils.buffer import ReplayBuffer
-    rng, rb = np.random.default_rng(seed), ReplayBuffer(module.Batch, 400, members, torch.device("cuda"))
-    add_random_steps(rb, module, num_z, 200, rng)
-    return rb
-
-
 def agents(name, flags):
     """The module, its Args, and two copies of one freshly initialised agent on the GPU."""
     import copy
@@ -140,7 +119,7 @@ def test_the_update_as_cuda_graphs_equals_the_eager_update(name, flags, compiled
     from run_utils.hardware import CudaGraphs, torch_compile
     module, args, eager, captured = agents(name, flags)
     members = 3 if flags.get("separate_networks") else 1
-    rb, rng = tiny_buffer(module, members, 3), np.random.default_rng(1)
+    rb, rng = random_buffer(module, torch.device("cuda"), 400, 200, members), np.random.default_rng(1)
     train = lambda rows, step: captured.update(rb.batch(rows), step)  # noqa: E731
     update = CudaGraphs(torch_compile(train) if compiled else train,
                         lambda rows, step: (step % args.policy_frequency == 0, step % args.target_network_frequency == 0))
@@ -176,7 +155,7 @@ def test_acting_as_a_cuda_graph_equals_eager_acting(name, flags):
         eager, act = agent.act, CudaGraphs(agent.act, lambda obs, z: "act")
         graph = act
     members = 3 if flags.get("separate_networks") else 1
-    rb = tiny_buffer(module, members, 3)
+    rb = random_buffer(module, torch.device("cuda"), 400, 200, members)
     g = torch.Generator(device="cuda").manual_seed(0)
     for step in range(8):
         obs = torch.randn(members, 5, device="cuda", generator=g)
